@@ -1,0 +1,183 @@
+"""The ``gankit`` command: parses arguments, calls the library, prints.
+
+Imports of torch and friends happen inside the command functions so that ``gankit --help`` and
+argument errors answer instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from gankit import __version__
+from gankit.errors import GankitError, UsageError
+
+TRAIN_EXAMPLES = """\
+examples:
+  gankit train gan --data ring8 --minutes 2            # watch G learn 8 Gaussians
+  gankit train gan --data ring8 --steps 5000 --set loss=minimax   # the lecture's exact V(D,G)
+  gankit train dcgan --data mnist --minutes 3          # DCGAN on the built-in MNIST digits
+  gankit train dcgan --data ~/faces --size 64 --channels 3 --set width=32 --set ema=true
+  gankit train dcgan --out runs/mine --resume --steps 20000   # continue a run to 20k steps
+  torchrun --nproc_per_node=2 -m gankit train dcgan --data mnist --steps 2000
+
+Settings for --set (and --config FILE.yaml) are listed per recipe by `gankit recipes`.
+"""
+
+SAMPLE_EXAMPLES = """\
+examples:
+  gankit sample runs/mnist --n 64 --out grid.png
+  gankit sample runs/mnist --n 5000 --out samples.npz      # arr_0: uint8 (N,H,W,C)
+  gankit sample runs/ring --n 2000 --out points.npz         # arr_0: float32 (N,2)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gankit.recipes import REGISTRY
+
+    p = argparse.ArgumentParser(
+        prog="gankit",
+        description="Train, sample and inspect the classic GANs on a laptop CPU, offline.",
+        epilog="Run `gankit COMMAND --help` for worked examples.",
+    )
+    p.add_argument("--version", action="version", version=f"gankit {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    recipes = "\n".join(f"  {k:<10} {v[2]}" for k, v in REGISTRY.items())
+    t = sub.add_parser(
+        "train", help="train a recipe", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Train a recipe into a run directory.\n\nrecipes:\n{recipes}", epilog=TRAIN_EXAMPLES,
+    )
+    t.add_argument("recipe", help=f"one of: {', '.join(REGISTRY)}")
+    t.add_argument("--data", help="built-in name (see `gankit datasets`) or a path")
+    t.add_argument("--out", help="run directory (default: runs/RECIPE-DATA-TIME)")
+    t.add_argument("--steps", help="total optimisation steps for the run")
+    t.add_argument("--minutes", help="wall-clock budget for this invocation")
+    t.add_argument("--seed", help="random seed (default 0)")
+    t.add_argument("--batch", help="minibatch size (recipe default otherwise)")
+    t.add_argument("--size", help="image side in pixels (recipe default otherwise)")
+    t.add_argument("--channels", help="1 or 3: convert images (native otherwise)")
+    t.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="settings file (flat key: value, or a run's config.yaml)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Sample a run's export (RUN/export).", epilog=SAMPLE_EXAMPLES)
+    s.add_argument("run", help="run directory or export folder")
+    s.add_argument("--n", default="64", help="number of samples (default 64)")
+    s.add_argument("--seed", default="0", help="seed for the latents (default 0)")
+    s.add_argument("--out", required=True, help="FILE.png (grid or scatter) or FILE.npz (arr_0)")
+
+    sub.add_parser("datasets", help="list built-in datasets and the on-disk layouts --data reads")
+    sub.add_parser("recipes", help="list recipes and their settings with defaults")
+    return p
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from gankit.train import train
+
+    res = train(a.recipe, out=a.out, resume=a.resume, data=a.data, config_file=a.config_file, overrides=a.overrides,
+                steps=a.steps, minutes=a.minutes, seed=a.seed, batch=a.batch, size=a.size, channels=a.channels)
+    if res.run_dir is None:
+        return 0
+    if res.reason == "done":
+        print(f"{res.run_dir} is already at step {res.step}; raise --steps to train further")
+        return 0
+    run = res.run_dir
+    how = {"steps": "reached its step budget", "minutes": "used its time budget",
+           "interrupted": "was interrupted (checkpoint saved; continue with --resume)"}[res.reason]
+    print(f"\ntraining {how} at step {res.step}")
+    quality = {k: res.last[k] for k in ("modes", "hq", "mode_kl") if k in res.last}
+    if quality:
+        print("  sample quality:  " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in quality.items()))
+    for label, path in (("samples", run / "samples" / "latest.png"), ("progress", run / "samples" / "progress.gif"),
+                        ("losses", run / "plots" / "losses.png"), ("metrics", run / "metrics.jsonl"),
+                        ("export", run / "export")):
+        if path.exists():
+            print(f"  {label:<9}{path}")
+    print(f"  sample more: gankit sample {run} --n 64 --out grid.png")
+    return 130 if res.reason == "interrupted" else 0
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gankit import load, viz
+    from gankit.engine.checkpoint import atomic_write
+
+    n, seed, out = _int("--n", a.n), _int("--seed", a.seed), Path(a.out)
+    if out.suffix.lower() not in (".png", ".npz"):
+        raise UsageError(f"--out must end in .png or .npz, got {out}")
+    if not out.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {out.parent}")
+    model = load(a.run)
+    x = model.sample(n, seed=seed)
+    if out.suffix.lower() == ".npz":
+        arr = x.numpy().astype(np.float32) if model.kind == "points" else viz.to_uint8(x).permute(0, 2, 3, 1).numpy()
+
+        def write(f):  # noqa: ANN001
+            np.savez_compressed(f, arr_0=arr)
+
+        atomic_write(out, write)
+    elif model.kind == "points":
+        info = model.recipe.spec.info
+        modes = np.asarray(info["modes"], dtype=np.float32) if "modes" in info else None
+        import torch
+
+        viz.save_points(x, out, modes=None if modes is None else torch.from_numpy(modes), std=info.get("std"),
+                        title=f"{n} samples, seed {seed}")
+    else:
+        viz.save_grid(x, out, upscale=max(1, 64 // x.shape[-1]))
+    print(f"wrote {n} samples to {out}")
+    return 0
+
+
+def cmd_datasets(a: argparse.Namespace) -> int:
+    from gankit.data import describe_datasets
+
+    print(describe_datasets())
+    return 0
+
+
+def cmd_recipes(a: argparse.Namespace) -> int:
+    from gankit.config import TrainConfig, to_dict
+    from gankit.recipes import REGISTRY, get_recipe
+
+    for name, (_, _, summary) in REGISTRY.items():
+        print(f"{name}: {summary}")
+        for k, v in to_dict(get_recipe(name).Config()).items():
+            print(f"    {k} = {v}")
+    print("engine settings (every recipe):")
+    for k, v in to_dict(TrainConfig()).items():
+        print(f"    {k} = {v}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "datasets": cmd_datasets, "recipes": cmd_recipes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    a = parser.parse_args(argv)
+    if a.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING if a.quiet else logging.INFO, format="gankit: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[a.command](a)
+    except GankitError as err:
+        print(f"gankit: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("gankit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,379 @@
+"""The training loop every recipe runs in.
+
+The engine knows infrastructure only: devices and data parallelism, the data sampler, the step
+context a recipe's ``train_step`` talks to, EMA, the cadence of logs / sample grids / checkpoints,
+budgets (steps or minutes), stopping on signals or non-finite values, and exact resume. It never
+names G or D: a recipe hands it named modules and optimizers.
+
+Exact resume: the state saved at a step boundary holds modules, optimizers, EMA copies, the global
+RNG (CPU and CUDA), the data sampler (its generator, permutation and position) and recipe extras.
+Anything the engine does between steps (sample grids at fixed latents, toy metrics, checkpoints)
+draws from private generators and runs in eval mode, so it changes no training state. On CPU, N
+steps straight and N/2 + resume + N/2 give bit-identical weights (tested).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gankit import export as export_mod
+from gankit.config import TrainConfig
+from gankit.engine import checkpoint, dist
+from gankit.engine.rundir import RunDir
+from gankit.errors import NonFiniteError, UsageError
+
+log = logging.getLogger("gankit")
+
+
+class BatchSampler:
+    """Epoch-shuffled minibatches drawn on the device from an in-memory tensor.
+
+    Each rank walks its own shard (every ``world``-th item); the last partial batch of an epoch is
+    dropped. Images stay uint8 on the device and become float in [-1, 1] per batch.
+    """
+
+    def __init__(self, x: Tensor, batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.x = x
+        self.index = torch.arange(rank, x.shape[0], world)
+        if batch > len(self.index):
+            raise UsageError(
+                f"batch {batch * world} is larger than the dataset ({x.shape[0]} items); lower --batch"
+            )
+        self.batch = batch
+        self.gen = torch.Generator().manual_seed(seed * 7919 + rank)
+        self.perm: Tensor | None = None
+        self.pos = 0
+        self.epoch = 0
+
+    def next(self) -> Tensor:
+        if self.perm is None or self.pos + self.batch > len(self.perm):
+            self.perm = self.index[torch.randperm(len(self.index), generator=self.gen)]
+            self.pos = 0
+            self.epoch += 1
+        ids = self.perm[self.pos : self.pos + self.batch].to(self.x.device, non_blocking=True)
+        self.pos += self.batch
+        b = self.x[ids]
+        return b.float().mul_(2.0 / 255.0).sub_(1.0) if b.dtype == torch.uint8 else b
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.gen.set_state(s["gen"])
+        self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
+
+
+def nonfinite_modules(modules: dict[str, nn.Module]) -> list[str]:
+    """Names of modules holding a non-finite parameter or floating-point buffer."""
+    bad = []
+    for name, m in modules.items():
+        tensors = [t for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            bad.append(name)
+    return bad
+
+
+@dataclass
+class FitResult:
+    step: int
+    reason: str  # "steps" | "minutes" | "interrupted" | "done"
+    last: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+class Engine:
+    """Runs ``recipe`` on ``data``; is also the ``StepContext`` given to ``train_step``."""
+
+    def __init__(self, recipe: Any, data: Any, tcfg: TrainConfig, config_doc: dict[str, Any]) -> None:
+        self.recipe, self.data, self.tcfg, self.doc = recipe, data, tcfg, config_doc
+        self.run: RunDir | None = None
+        self.dist = dist.init(tcfg.device)
+        self.device = self.dist.device
+        self.step = 0
+        self._stop_requested = False
+        self._elapsed_before = 0.0
+        self._last: dict[str, Any] = {}
+
+        torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
+        recipe.build(self.device)
+        self._all_modules_tensors = [t for m in recipe.modules.values() for t in (*m.parameters(), *m.buffers())]
+        dist.broadcast_(self._all_modules_tensors, self.dist.world)
+        self._opt_params = {
+            name: [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
+            for name, opt in recipe.optimizers.items()
+        }
+        self._opt_modules = {
+            name: [m for m, mod in recipe.modules.items() if any(p in set(params) for p in mod.parameters())]
+            for name, params in self._opt_params.items()
+        }
+        self.ema = {n: copy.deepcopy(recipe.modules[n]).eval().requires_grad_(False) for n in recipe.ema_modules()}
+        torch.manual_seed(tcfg.seed + 104729 * (self.dist.rank + 1))  # the training noise stream
+        per_rank = recipe.batch_size // self.dist.world
+        if per_rank * self.dist.world != recipe.batch_size:
+            raise UsageError(f"batch {recipe.batch_size} is not divisible by {self.dist.world} processes")
+        self.sampler = BatchSampler(data.x.to(self.device), per_rank, tcfg.seed, self.dist.rank, self.dist.world)
+        self.grid_inputs = recipe.sample_inputs(tcfg.grid_n, torch.Generator().manual_seed(tcfg.seed))
+
+    # -- StepContext ------------------------------------------------------------------------------
+    def randn(self, *shape: int) -> Tensor:
+        return torch.randn(*shape, device=self.device)
+
+    def rand(self, *shape: int) -> Tensor:
+        return torch.rand(*shape, device=self.device)
+
+    def next_batch(self) -> Tensor:
+        return self.sampler.next()
+
+    def optimize(self, name: str, loss: Tensor) -> None:
+        """Backward ``loss`` into optimizer ``name``'s parameters only, average across ranks, step.
+
+        Restricting backward to the optimizer's parameters means a G step computes no weight
+        gradients for D (only the input gradients it needs), and never touches D's ``.grad``.
+        """
+        if not bool(torch.isfinite(loss)):
+            raise self._nonfinite(f"loss for optimizer {name!r} is {loss.item()}")
+        opt, params = self.recipe.optimizers[name], self._opt_params[name]
+        opt.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss, inputs=params)
+        if self.dist.world > 1:
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            dist.allreduce_mean_([p.grad for p in params], self.dist.world)
+        opt.step()
+
+    # -- state --------------------------------------------------------------------------------------
+    def _nonfinite(self, what: str) -> NonFiniteError:
+        bad = nonfinite_modules({**self.recipe.modules, **{f"{k} (EMA)": v for k, v in self.ema.items()}})
+        where = f"non-finite weights in module {', '.join(bad)}" if bad else "all weights still finite"
+        msg = f"training stopped at step {self.step + 1}: {what}; {where}; no checkpoint or export was written for it"
+        if self.run is not None and self.dist.is_main:
+            self.run.append_metrics({"step": self.step + 1, "event": "nonfinite", "message": msg})
+        return NonFiniteError(msg)
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "modules": {n: m.state_dict() for n, m in self.recipe.modules.items()},
+            "optimizers": {n: o.state_dict() for n, o in self.recipe.optimizers.items()},
+            "ema": {n: m.state_dict() for n, m in self.ema.items()},
+            "rng": rng,
+            "sampler": self.sampler.state_dict(),
+            "extra": self.recipe.extra_state(),
+            "elapsed": self._elapsed(),
+            "config": self.doc,
+        }
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        """Restore everything :meth:`state_dict` saved (call before :meth:`fit`)."""
+        for n, m in self.recipe.modules.items():
+            m.load_state_dict(s["modules"][n])
+        for n, o in self.recipe.optimizers.items():
+            o.load_state_dict(s["optimizers"][n])
+        for n, m in self.ema.items():
+            m.load_state_dict(s["ema"][n])
+        self.recipe.load_extra_state(s.get("extra", {}))
+        self.step = int(s["step"])
+        self._elapsed_before = float(s.get("elapsed", 0.0))
+        if self.dist.is_main:  # other ranks get fresh, step-dependent streams (exactness is CPU, 1 process)
+            torch.set_rng_state(s["rng"]["torch"])
+            if "cuda" in s["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(s["rng"]["cuda"], self.device)
+            self.sampler.load_state_dict(s["sampler"])
+        else:
+            torch.manual_seed(self.tcfg.seed + 104729 * (self.dist.rank + 1) + self.step)
+        dist.broadcast_(self._all_modules_tensors, self.dist.world)
+
+    def inference_modules(self) -> dict[str, nn.Module]:
+        return {**self.recipe.modules, **self.ema}
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + (time.monotonic() - self._t0 if hasattr(self, "_t0") else 0.0)
+
+    # -- events ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        decay = self.recipe.ema_decay
+        for n, ema in self.ema.items():
+            live = self.recipe.modules[n]
+            torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - decay)
+            for b_ema, b in zip(ema.buffers(), live.buffers()):
+                b_ema.copy_(b)
+
+    def generate(self, inputs: Any) -> Tensor:
+        """Samples from the inference modules (EMA where kept) in eval mode; training mode restored."""
+        modules = self.inference_modules()
+        modes = {n: m.training for n, m in modules.items()}
+        for m in modules.values():
+            m.eval()
+        try:
+            return self.recipe.generate(modules, inputs)
+        finally:
+            for n, m in modules.items():
+                m.train(modes[n])
+
+    def _sample_event(self) -> dict[str, Any]:
+        """Grid at the fixed latents, plus mode metrics on toy data. Rank 0 only."""
+        from gankit import viz
+
+        out = self.generate(self.grid_inputs).cpu()
+        path = self.run.samples / f"step_{self.step:09d}.png"
+        metrics: dict[str, Any] = {}
+        if self.data.kind == "points":
+            from gankit.metrics.modes import mode_stats
+
+            modes, std = torch.tensor(self.data.info["modes"]), float(self.data.info["std"])
+            pts = self.generate(self.recipe.sample_inputs(5000, torch.Generator().manual_seed(self.tcfg.seed + 1)))
+            metrics = mode_stats(pts.cpu(), modes, std)
+            title = f"step {self.step}: {metrics['modes']}/{len(modes)} modes, {100 * metrics['hq']:.1f}% high quality"
+            viz.save_points(pts.cpu()[:2000], path, real=self.data.x[:2000], modes=modes, std=std, title=title)
+        else:
+            viz.save_grid(out, path, upscale=max(1, 64 // out.shape[-1]))
+        return metrics
+
+    def _checkpoint(self) -> None:
+        """Checkpoint + export, refusing to write non-finite state. Rank 0 only."""
+        bad = nonfinite_modules({**self.recipe.modules, **self.ema})
+        if bad:
+            raise self._nonfinite(f"weights of {', '.join(bad)} became non-finite")
+        checkpoint.save(self.run.checkpoints, self.step, self.state_dict(), self.tcfg.keep_checkpoints)
+        modules = self.inference_modules()
+        export_mod.write(
+            self.run.export,
+            recipe=self.recipe.name,
+            hparams=self.doc["hparams"],
+            spec=self.doc["data_info"],
+            modules={n: modules[n] for n in self.recipe.export_modules()},
+            meta={"step": self.step, "ema": sorted(self.ema), "seed": self.tcfg.seed},
+        )
+        self._last_ckpt = self.step
+
+    def _plots(self) -> None:
+        from gankit import viz
+
+        records = [r for r in viz.read_jsonl(self.run.metrics) if "event" not in r]
+        loss_keys = sorted({k for r in records for k in r if k.startswith(("loss_", "D_"))})
+        eval_keys = sorted({k for r in records for k in r if k in ("modes", "hq", "mode_kl")})
+        if loss_keys:
+            viz.plot_metrics(records, self.run.plots / "losses.png", keys=loss_keys, title=f"{self.recipe.name} losses")
+        if eval_keys:
+            viz.plot_metrics(records, self.run.plots / "metrics.png", keys=eval_keys, title=f"{self.recipe.name} sample quality")
+
+    def _finish_files(self) -> None:
+        from gankit import viz
+
+        frames = sorted(self.run.samples.glob("step_*.png"))
+        if frames:
+            viz.save_gif(frames, self.run.samples / "progress.gif")
+            last = frames[-1].read_bytes()
+            checkpoint.atomic_write(self.run.samples / "latest.png", lambda f: f.write(last))
+        self._plots()
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True  # finish the current step, checkpoint, then exit
+
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def fit(self, run: RunDir | None) -> FitResult:
+        """Train until the budget is spent; ``run`` (rank 0) receives logs, grids and state."""
+        self.run = run
+        tcfg, main = self.tcfg, self.dist.is_main and self.run is not None
+        target = tcfg.steps
+        if target is not None and self.step >= target:
+            return FitResult(self.step, "done", {}, self.run.path if self.run else None)
+        from tqdm.auto import tqdm
+
+        self._t0 = time.monotonic()
+        deadline = self._t0 + tcfg.minutes * 60 if tcfg.minutes else None
+        show_bar = tcfg.progress and self.dist.is_main and sys.stderr.isatty()
+        bar = tqdm(total=target, initial=self.step, disable=not show_bar, unit="step", dynamic_ncols=True, leave=True)
+        acc: dict[str, Tensor] = {}
+        n_acc, t_log, event_time = 0, time.monotonic(), 0.0
+        old_handlers = self._install_signals()
+        self._last_ckpt = self.step if self.step else -1
+        reason = "steps"
+        try:
+            while True:
+                if target is not None and self.step >= target:
+                    break
+                over_time = deadline is not None and time.monotonic() >= deadline
+                if self.dist.world > 1 and (deadline is not None or self._stop_requested):
+                    stop = dist.any_flag(over_time or self._stop_requested, self.dist.world, self.device)
+                else:
+                    stop = over_time or self._stop_requested
+                if stop:
+                    reason = "interrupted" if self._stop_requested else "minutes"
+                    break
+                logs = self.recipe.train_step(self, self.sampler.next())
+                self.step += 1
+                if self.ema:
+                    self._ema_update()
+                for k, v in logs.items():
+                    acc[k] = acc[k] + v if k in acc else v.clone()
+                n_acc += 1
+                bar.update(1)
+                if self.step % tcfg.log_every == 0:
+                    rec = self._log_record(acc, n_acc, time.monotonic() - t_log - event_time)
+                    acc, n_acc, t_log, event_time = {}, 0, time.monotonic(), 0.0
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k.startswith(("loss_", "D_"))}, refresh=False)
+                    if main:
+                        self.run.append_metrics(rec)
+                    if not show_bar and self.dist.is_main:
+                        log.info("step %d  %s", self.step, "  ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("step", "time")))
+                if main and (self.step % tcfg.sample_every == 0 or self.step % tcfg.checkpoint_every == 0):
+                    t_ev = time.monotonic()
+                    if self.step % tcfg.sample_every == 0:
+                        metrics = self._sample_event()
+                        if metrics:
+                            self.run.append_metrics({"step": self.step, **metrics})
+                            self._last.update(metrics)
+                        self._plots()
+                    if self.step % tcfg.checkpoint_every == 0:
+                        self._checkpoint()
+                    event_time += time.monotonic() - t_ev
+        finally:
+            bar.close()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        if n_acc and main:
+            rec = self._log_record(acc, n_acc, time.monotonic() - t_log - event_time)
+            self.run.append_metrics(rec)
+        if main:
+            if self.step % tcfg.sample_every:
+                metrics = self._sample_event()
+                if metrics:
+                    self.run.append_metrics({"step": self.step, **metrics})
+                    self._last.update(metrics)
+            if self._last_ckpt != self.step:
+                self._checkpoint()
+            self._finish_files()
+        dist.barrier(self.dist.world)
+        return FitResult(self.step, reason, dict(self._last), self.run.path if self.run else None)
+
+    def _log_record(self, acc: dict[str, Tensor], n: int, seconds: float) -> dict[str, Any]:
+        rec: dict[str, Any] = {"step": self.step, "time": round(self._elapsed(), 2)}
+        rec.update({k: float(v) / n for k, v in acc.items()})
+        if seconds > 0:
+            rec["img_per_s"] = round(n * self.recipe.batch_size / seconds, 1)
+        self._last.update(rec)
+        return rec

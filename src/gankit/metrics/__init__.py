@@ -1,0 +1,1 @@
+"""Sample-quality metrics. ``modes``: mode coverage on the 2-D toy mixtures."""

@@ -1,0 +1,93 @@
+"""DCGAN generator and discriminator (Radford et al. 2015, arXiv:1511.06434, Sec. 3 and Fig. 1).
+
+Architecture guidelines implemented: no pooling (strided convolutions in D, fractionally-strided
+/ transposed convolutions in G); BatchNorm in both nets except G's output and D's input layer;
+ReLU in G with tanh output; LeakyReLU(0.2) in D; weights N(0, 0.02), BN scale N(1, 0.02).
+
+For an image of side S (a power of two >= 16) there are log2(S/4) up/down-sampling stages; the
+widest layer has ``width * 2**(stages-1)`` channels at 4x4 (S=64, width=64: 512 channels as in
+the paper's Fig. 1; S=32: 256).
+
+Options (not in the paper, off by default): ``d_norm`` "none"/"layer" for losses whose gradient
+penalty is per sample (WGAN-GP) and for spectrally normalised D (Miyato et al. 2018,
+arXiv:1802.05957), where BN in D is customarily dropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+
+def num_stages(size: int) -> int:
+    stages = int(math.log2(size)) - 2
+    if size < 16 or 2 ** (stages + 2) != size:
+        raise ValueError(f"DCGAN image size must be a power of two >= 16, got {size}")
+    return stages
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "layer":
+        return nn.GroupNorm(1, ch)  # LayerNorm over (C,H,W), per sample
+    if kind == "instance":
+        return nn.InstanceNorm2d(ch, affine=True)
+    return nn.Identity()
+
+
+class DCGANGenerator(nn.Module):
+    """z (B, z_dim) -> image (B, C, S, S) in [-1, 1]."""
+
+    def __init__(self, z_dim: int, channels: int, size: int, width: int) -> None:
+        super().__init__()
+        stages = num_stages(size)
+        ch = width * 2 ** (stages - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False),  # (B, ch, 4, 4)
+            nn.BatchNorm2d(ch),
+            nn.ReLU(True),
+        ]
+        for _ in range(stages - 1):  # each doubles H, W and halves channels
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]  # (B, C, S, S)
+        self.net = nn.Sequential(*layers)
+        self.z_dim = z_dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z.view(z.shape[0], self.z_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """image (B, C, S, S) -> logit (B,)."""
+
+    def __init__(self, channels: int, size: int, width: int, norm: str = "batch", spectral_norm: bool = False) -> None:
+        super().__init__()
+        stages = num_stages(size)
+        wrap = _sn if spectral_norm else (lambda m: m)
+        ch = width
+        layers: list[nn.Module] = [wrap(nn.Conv2d(channels, ch, 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
+        for _ in range(stages - 1):  # each halves H, W and doubles channels
+            layers += [wrap(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=norm == "none")), _norm(norm, ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        layers.append(wrap(nn.Conv2d(ch, 1, 4, 1, 0, bias=False)))  # (B, 1, 1, 1)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten()  # (B,)
+
+
+def dcgan_init_(module: nn.Module) -> None:
+    """The paper's init: conv weights N(0, 0.02); BN scale N(1, 0.02), shift 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(w, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,82 @@
+"""DCGAN (Radford et al. 2015, arXiv:1511.06434): the GAN game of ``gankit.recipes.gan`` played
+by the convolutional G and D of ``gankit.models.dcgan``.
+
+Paper settings (Sec. 4): Adam lr 2e-4, β1 0.5, batch 128 (we use 64, the pytorch/examples
+reference), z ~ 100-d, weights N(0, 0.02), images scaled to [-1, 1] for tanh.
+
+Deviations and options: 28 px data (MNIST) is zero-padded to 32 px so the stride-2 ladder is
+exact; other non-power-of-two sides are resized to the next power of two. ``loss`` (see
+``gankit.losses``), ``spectral_norm`` (on D's convolutions), ``ema`` of G's weights and
+``d_norm`` are off-paper options. ``d_norm=auto`` keeps the paper's BatchNorm in D except with
+``spectral_norm`` or ``wgan_gp``, where it uses none (a per-sample gradient penalty is not defined
+through batch statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from gankit.errors import UsageError
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+from gankit.recipes.gan import GANRecipe, LossName, validate_common
+
+
+@dataclass
+class DCGANConfig:
+    z_dim: int = 100
+    width: int = 64  # ngf = ndf: channels of G's last / D's first hidden layer
+    loss: LossName = "non_saturating"
+    k: int = 1
+    lr: float = 2e-4
+    betas: tuple[float, ...] = (0.5, 0.999)
+    batch: int = 64
+    spectral_norm: bool = False
+    d_norm: Literal["auto", "batch", "layer", "none"] = "auto"
+    lambda_gp: float = 10.0
+    ema: bool = False
+    ema_decay: float = 0.999
+    size: int | None = None  # None: native side, rounded up to a power of two (28 -> 32)
+
+    def validate(self) -> None:
+        validate_common(self, ("z_dim", "width", "k", "batch"))
+        if self.size is not None and (self.size < 16 or self.size & (self.size - 1)):
+            raise UsageError(f"size must be a power of two >= 16 for dcgan, got {self.size}")
+        if self.loss == "wgan_gp" and self.d_norm == "batch":
+            raise UsageError("d_norm=batch cannot be used with loss=wgan_gp (use auto, layer or none)")
+
+    @property
+    def resolved_d_norm(self) -> str:
+        if self.d_norm != "auto":
+            return self.d_norm
+        return "none" if self.spectral_norm or self.loss == "wgan_gp" else "batch"
+
+
+class DCGANRecipe(GANRecipe):
+    name = "dcgan"
+    Config = DCGANConfig
+    kinds = ("image",)
+    default_data = "mnist"
+
+    @classmethod
+    def data_size(cls, cfg: DCGANConfig, native: int) -> int:
+        if cfg.size:
+            return cfg.size
+        return max(16, 1 << (native - 1).bit_length())  # next power of two: 28 -> 32, 8 -> 16
+
+    def build(self, device: torch.device) -> None:
+        c = self.cfg
+        C, H, W = self.spec.shape
+        if H != W:
+            raise UsageError(f"dcgan needs square images, got {H}x{W}")
+        G = DCGANGenerator(c.z_dim, C, H, c.width)
+        D = DCGANDiscriminator(C, H, c.width, norm=c.resolved_d_norm, spectral_norm=c.spectral_norm)
+        dcgan_init_(G)
+        dcgan_init_(D)
+        self.modules = {"G": G.to(device), "D": D.to(device)}
+        self.optimizers = {
+            "D": torch.optim.Adam(D.parameters(), lr=c.lr, betas=tuple(c.betas)),
+            "G": torch.optim.Adam(G.parameters(), lr=c.lr, betas=tuple(c.betas)),
+        }

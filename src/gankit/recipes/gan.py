@@ -1,0 +1,119 @@
+"""The original GAN (Goodfellow et al. 2014, arXiv:1406.2661): the two-player min-max game.
+
+    min_G max_D V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]                     (eq. 1)
+
+Algorithm 1: for each iteration, ``k`` times: sample m noise vectors and m examples and take a D
+step ascending V; then take one G step. ``loss=minimax`` is exactly eq. 1 for both players;
+``loss=non_saturating`` (default; the paper's Sec. 3 recommendation) lets G ascend log D(G(z))
+instead, which has the same fixed point but does not saturate while D wins early on. The other
+losses (hinge, lsgan, wgan_gp) are offered for comparison; see ``gankit.losses``.
+
+Deviations: MLP units (see ``gankit.models.gan``); Adam instead of SGD with momentum; the first
+D step of an iteration reuses the G(z) batch that the G step then differentiates (the DCGAN
+reference code does the same), later D steps (k > 1) draw fresh noise and data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from gankit.errors import UsageError
+from gankit.losses import LOSSES, gradient_penalty
+from gankit.models.gan import MLPDiscriminator, MLPGenerator
+from gankit.recipes.base import Recipe, StepContext
+
+LossName = Literal["non_saturating", "minimax", "hinge", "lsgan", "wgan_gp"]
+
+
+@dataclass
+class GANConfig:
+    z_dim: int = 16
+    hidden: int = 256  # units per hidden layer, G and D
+    depth: int = 3  # hidden layers, G and D
+    loss: LossName = "non_saturating"
+    k: int = 1  # D steps per G step (Algorithm 1)
+    lr: float = 1e-3
+    betas: tuple[float, ...] = (0.5, 0.999)
+    batch: int = 256
+    lambda_gp: float = 10.0  # only for loss=wgan_gp
+    pac: int = 1  # PacGAN packing: D judges `pac` samples jointly (1 = the paper's D)
+    ema: bool = False
+    ema_decay: float = 0.999
+    size: int | None = None  # image side (images are flattened); None = native
+
+    def validate(self) -> None:
+        validate_common(self, ("z_dim", "hidden", "depth", "k", "batch", "pac"))
+        if self.batch % self.pac:
+            raise UsageError(f"batch {self.batch} must be a multiple of pac {self.pac}")
+
+
+def validate_common(cfg: object, positive: tuple[str, ...]) -> None:
+    """Checks shared by the GAN-family configs (positive ints, lr, Adam betas, EMA decay)."""
+    for key in positive:
+        if getattr(cfg, key) <= 0:
+            raise UsageError(f"{key} must be a positive integer, got {getattr(cfg, key)}")
+    if not cfg.lr > 0:
+        raise UsageError(f"lr must be positive, got {cfg.lr}")
+    if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
+        raise UsageError(f"betas must be two numbers in [0, 1), got {','.join(map(str, cfg.betas))}")
+    if not 0 < cfg.ema_decay < 1:
+        raise UsageError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}")
+
+
+class GANRecipe(Recipe):
+    """Trains ``G`` and ``D``; ``_packed_D`` is where subclasses may change how D sees a batch."""
+
+    name = "gan"
+    Config = GANConfig
+    kinds = ("points", "image")
+    default_data = "ring8"
+
+    def build(self, device: torch.device) -> None:
+        c = self.cfg
+        image = self.spec.kind == "image"
+        G = MLPGenerator(c.z_dim, self.spec.shape, c.hidden, c.depth, tanh=image)
+        D = MLPDiscriminator((c.pac, *self.spec.shape), c.hidden, c.depth)
+        self.modules = {"G": G.to(device), "D": D.to(device)}
+        self.optimizers = {
+            "D": torch.optim.Adam(D.parameters(), lr=c.lr, betas=tuple(c.betas)),
+            "G": torch.optim.Adam(G.parameters(), lr=c.lr, betas=tuple(c.betas)),
+        }
+
+    def _packed_D(self, x: Tensor) -> Tensor:
+        """D on groups of ``pac`` samples (Lin et al. 2018, arXiv:1712.04086): (B, ...) -> (B/pac,)."""
+        pac = getattr(self.cfg, "pac", 1)
+        return self.modules["D"](x if pac == 1 else x.reshape(x.shape[0] // pac, pac, *x.shape[1:]))
+
+    def train_step(self, ctx: StepContext, batch: Tensor) -> dict[str, Tensor]:
+        c = self.cfg
+        G, D = self.modules["G"], self._packed_D
+        d_loss_fn, g_loss_fn = LOSSES[c.loss]
+        B = batch.shape[0]
+        fake = G(ctx.randn(B, c.z_dim))  # kept with its graph for the G step below
+        real = batch
+        for i in range(c.k):
+            if i == 0:
+                fake_d = fake.detach()
+            else:  # Algorithm 1: fresh minibatches for every D step
+                real = ctx.next_batch()
+                with torch.no_grad():
+                    fake_d = G(ctx.randn(B, c.z_dim))
+            out_real, out_fake = D(real), D(fake_d)  # separate passes: BN sees pure batches
+            loss_d = d_loss_fn(out_real, out_fake)
+            if c.loss == "wgan_gp":
+                alpha = ctx.rand(B, *([1] * (real.dim() - 1)))
+                loss_d = loss_d + c.lambda_gp * gradient_penalty(D, real, fake_d, alpha)
+            ctx.optimize("D", loss_d)
+        loss_g = g_loss_fn(D(fake))
+        ctx.optimize("G", loss_g)  # backward reaches G's parameters only (D's are not its inputs)
+        logs: dict[str, Tensor] = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
+        if c.loss in ("non_saturating", "minimax"):  # D's probabilities are meaningful here
+            logs["D_real"] = torch.sigmoid(out_real.detach()).mean()
+            logs["D_fake"] = torch.sigmoid(out_fake.detach()).mean()
+        else:
+            logs["D_real"], logs["D_fake"] = out_real.detach().mean(), out_fake.detach().mean()
+        return logs

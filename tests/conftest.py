@@ -1,0 +1,13 @@
+import os
+
+import pytest
+import torch
+
+# Tests are small; one thread keeps them fast and deterministic beside other work on 2 cores.
+torch.set_num_threads(1)
+os.environ.setdefault("GANKIT_CACHE", "")
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    return tmp_path / "run"

@@ -1,0 +1,52 @@
+import pytest
+
+from gankit.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict
+from gankit.errors import UsageError
+from gankit.recipes.dcgan import DCGANConfig
+
+
+def test_overrides_parse_types():
+    t, h = TrainConfig(), DCGANConfig()
+    apply_overrides([t, h], ["width=32", "lr=1e-4", "ema=true", "betas=0.0,0.9", "loss=hinge", "steps=1_000", "minutes=none"])
+    assert (h.width, h.lr, h.ema, h.betas, h.loss, t.steps, t.minutes) == (32, 1e-4, True, (0.0, 0.9), "hinge", 1000, None)
+
+
+@pytest.mark.parametrize(
+    "item, fragment",
+    [
+        ("widht=32", "did you mean 'width'"),
+        ("width=abc", "bad value for width: 'abc'"),
+        ("width=3.5", "bad value for width"),
+        ("ema=maybe", "bad value for ema"),
+        ("loss=hnge", "did you mean 'hinge'"),
+        ("lr", "expected key=value"),
+    ],
+)
+def test_overrides_refuse(item, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        apply_overrides([TrainConfig(), DCGANConfig()], [item])
+
+
+def test_validation():
+    with pytest.raises(UsageError, match="steps must be a positive"):
+        t = TrainConfig(steps=0)
+        t.validate()
+    with pytest.raises(UsageError, match="power of two"):
+        DCGANConfig(size=48).validate()
+    with pytest.raises(UsageError, match="wgan_gp"):
+        DCGANConfig(loss="wgan_gp", d_norm="batch").validate()
+
+
+def test_yaml_roundtrip(tmp_path):
+    import yaml
+
+    h = DCGANConfig(width=16, betas=(0.0, 0.9))
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"recipe": "dcgan", "train": {"seed": 3}, "hparams": to_dict(h)}))
+    flat = load_yaml(f)
+    assert flat["seed"] == 3 and from_dict(DCGANConfig, {k: v for k, v in flat.items() if k in to_dict(h)}) == h
+    f.write_text("[1, 2]")
+    with pytest.raises(UsageError, match="mapping"):
+        load_yaml(f)
+    with pytest.raises(UsageError, match="not found"):
+        load_yaml(tmp_path / "missing.yaml")
