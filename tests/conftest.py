@@ -1,11 +1,9 @@
-import os
 
 import pytest
 import torch
 
 # Tests are small; one thread keeps them fast and deterministic beside other work on 2 cores.
 torch.set_num_threads(1)
-os.environ.setdefault("GANKIT_CACHE", "")
 
 
 @pytest.fixture()

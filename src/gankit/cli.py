@@ -181,3 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `gankit datasets | head`
+        sys.stderr.close()
+        return 0
