@@ -20,7 +20,7 @@ install: $(STAMP)
 
 # DCGAN on the built-in MNIST digits: sample grid, progress GIF and loss plot in runs/.
 demo: $(STAMP)
-	$(BIN)/gankit train dcgan --data mnist --minutes $(DEMO_MINUTES)
+	$(BIN)/gankit train dcgan --data mnist --minutes $(DEMO_MINUTES) --set sample_every=100
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
