@@ -1,11 +1,6 @@
 
-import pytest
 import torch
 
 # Tests are small; one thread keeps them fast and deterministic beside other work on 2 cores.
 torch.set_num_threads(1)
 
-
-@pytest.fixture()
-def run_dir(tmp_path):
-    return tmp_path / "run"

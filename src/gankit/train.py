@@ -132,9 +132,10 @@ def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, d
     try:
         if resume:
             state = checkpoint.load_latest(Path(out) / "checkpoints", map_location=engine.device)
-            if state is None:
-                raise UsageError(f"cannot resume: no checkpoint in {Path(out) / 'checkpoints'}")
-            engine.load_state_dict(state)
+            if state is None:  # stopped before its first checkpoint: step 0 is that run's exact state
+                log.warning("no checkpoint in %s yet: starting from step 0", Path(out) / "checkpoints")
+            else:
+                engine.load_state_dict(state)
             if run is not None:
                 run.truncate_metrics(engine.step)
         if run is not None:

@@ -38,6 +38,15 @@ def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def remove_stale_temp(folder: Path) -> None:
+    """Delete temp files a killed writer left behind (call while holding the run lock)."""
+    for p in folder.glob("*.tmp-*") if folder.is_dir() else ():
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -113,10 +113,6 @@ class Engine:
             name: [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
             for name, opt in recipe.optimizers.items()
         }
-        self._opt_modules = {
-            name: [m for m, mod in recipe.modules.items() if any(p in set(params) for p in mod.parameters())]
-            for name, params in self._opt_params.items()
-        }
         self.ema = {n: copy.deepcopy(recipe.modules[n]).eval().requires_grad_(False) for n in recipe.ema_modules()}
         torch.manual_seed(tcfg.seed + 104729 * (self.dist.rank + 1))  # the training noise stream
         per_rank = recipe.batch_size // self.dist.world
@@ -229,7 +225,6 @@ class Engine:
         """Grid at the fixed latents, plus mode metrics on toy data. Rank 0 only."""
         from gankit import viz
 
-        out = self.generate(self.grid_inputs).cpu()
         path = self.run.samples / f"step_{self.step:09d}.png"
         metrics: dict[str, Any] = {}
         if self.data.kind == "points":
@@ -241,6 +236,7 @@ class Engine:
             title = f"step {self.step}: {metrics['modes']}/{len(modes)} modes, {100 * metrics['hq']:.1f}% high quality"
             viz.save_points(pts.cpu()[:2000], path, real=self.data.x[:2000], modes=modes, std=std, title=title)
         else:
+            out = self.generate(self.grid_inputs).cpu()
             viz.save_grid(out, path, upscale=max(1, 64 // out.shape[-1]))
         return metrics
 

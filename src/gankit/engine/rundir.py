@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gankit.engine.checkpoint import atomic_write
+from gankit.engine.checkpoint import atomic_write, remove_stale_temp
 from gankit.errors import GankitError, UsageError
 
 
@@ -57,6 +57,8 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        for folder in (self.path, self.checkpoints, self.export, self.samples, self.plots):
+            remove_stale_temp(folder)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
