@@ -73,12 +73,15 @@ def atomic_write(path: Path, write: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        reason = err.strerror or str(err)
+        if isinstance(err, OSError):
+            reason = err.strerror or str(err)
+        else:
+            reason = "write failed (disk full or file-size limit?): " + (str(err).strip().splitlines() or ["?"])[-1][:120]
         raise GankitError(f"cannot write {path}: {reason} (the previous file, if any, is untouched)") from None
     _fsync_dir(path.parent)
 
