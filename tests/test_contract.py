@@ -15,7 +15,7 @@ from gankit.train import load_data, resolve
 TINY = {
     "gan": ("ring8", ["hidden=16", "depth=1", "batch=8", "ema=true"]),
     "gan-image": ("digits", ["hidden=16", "depth=1", "batch=8", "loss=minimax"]),
-    "dcgan": ("digits", ["width=4", "batch=8", "ema=true"]),
+    "dcgan": ("digits", ["width=4", "batch=8", "ema=true", "r1_gamma=1"]),
     "dcgan-wgan": ("digits", ["width=4", "batch=8", "loss=wgan_gp", "k=2", "spectral_norm=true"]),
 }
 

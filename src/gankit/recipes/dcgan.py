@@ -4,10 +4,10 @@ by the convolutional G and D of ``gankit.models.dcgan``.
 Paper settings (Sec. 4): Adam lr 2e-4, β1 0.5, batch 128 (we use 64, the pytorch/examples
 reference), z ~ 100-d, weights N(0, 0.02), images scaled to [-1, 1] for tanh.
 
-Deviations and options: 28 px data (MNIST) is zero-padded to 32 px so the stride-2 ladder is
+Deviations and options (all off by default): 28 px data (MNIST) is zero-padded to 32 px so the stride-2 ladder is
 exact; other non-power-of-two sides are resized to the next power of two. ``loss`` (see
-``gankit.losses``), ``spectral_norm`` (on D's convolutions), ``ema`` of G's weights and
-``d_norm`` are off-paper options. ``d_norm=auto`` keeps the paper's BatchNorm in D except with
+``gankit.losses``), ``spectral_norm`` (on D's convolutions), ``r1_gamma``, ``ema`` of G's weights
+and ``d_norm`` are off-paper options. ``d_norm=auto`` keeps the paper's BatchNorm in D except with
 ``spectral_norm`` or ``wgan_gp``, where it uses none (a per-sample gradient penalty is not defined
 through batch statistics).
 """
@@ -36,6 +36,7 @@ class DCGANConfig:
     spectral_norm: bool = False
     d_norm: Literal["auto", "batch", "layer", "none"] = "auto"
     lambda_gp: float = 10.0
+    r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇D(x)‖² on real data (Mescheder et al. 2018); 0 = off
     ema: bool = False
     ema_decay: float = 0.999
     size: int | None = None  # None: native side, rounded up to a power of two (28 -> 32)

@@ -115,7 +115,7 @@ class GANRecipe(Recipe):
                 real = ctx.next_batch()
                 with torch.no_grad():
                     fake_d = G(ctx.randn(B, c.z_dim))
-            r1 = getattr(c, "r1_gamma", 0.0)
+            r1 = c.r1_gamma
             if r1:
                 real = real.detach().requires_grad_(True)
             out_real, out_fake = D(real), D(fake_d)  # separate passes: BN sees pure batches
