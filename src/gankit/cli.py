@@ -34,6 +34,13 @@ examples:
 """
 
 
+EVAL_EXAMPLES = """\
+examples:
+  gankit eval runs/mnist                        # 5,000 samples vs the run's training data
+  gankit eval samples.npz --data mnist --json   # any generator's samples, arr_0 uint8 (N,H,W,C)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     from gankit.recipes import REGISTRY
 
@@ -70,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n", default="64", help="number of samples (default 64)")
     s.add_argument("--seed", default="0", help="seed for the latents (default 0)")
     s.add_argument("--out", required=True, help="FILE.png (grid or scatter) or FILE.npz (arr_0)")
+
+    e = sub.add_parser("eval", help="score samples against real data (offline metrics)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="FID, KID, IS analogue, precision/recall and class coverage in the features of "
+                                   "gankit's own digit classifier (lenet; trained once, offline, and cached).",
+                       epilog=EVAL_EXAMPLES)
+    e.add_argument("source", help="run directory (sampled from its export) or FILE.npz (arr_0: uint8 N,H,W,C)")
+    e.add_argument("--data", help="real data to compare with (default: the run's training data)")
+    e.add_argument("--metrics", default="fid,kid,is,pr,classes", help="comma-separated subset of fid,kid,is,pr,classes")
+    e.add_argument("--features", default="lenet", help="feature extractor: lenet")
+    e.add_argument("--n", default="5000", help="samples drawn from a run (default 5000)")
+    e.add_argument("--seed", default="0", help="seed for the samples drawn from a run")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("datasets", help="list built-in datasets and the on-disk layouts --data reads")
     sub.add_parser("recipes", help="list recipes and their settings with defaults")
@@ -142,6 +162,54 @@ def cmd_sample(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(a: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from gankit.data import load_dataset
+    from gankit.metrics.evaluate import evaluate
+
+    if a.features != "lenet":
+        raise UsageError(f"unknown --features {a.features!r} (available: lenet)")
+    n, seed, src = _int("--n", a.n), _int("--seed", a.seed), Path(a.source)
+    data_spec = a.data
+    if src.suffix.lower() == ".npz":
+        if not src.is_file():
+            raise UsageError(f"no such file: {src}")
+        if data_spec is None:
+            raise UsageError("evaluating an .npz needs --data NAME|PATH (the real data to compare with)")
+        try:
+            with np.load(src, allow_pickle=False) as z:
+                arr = z["arr_0"]
+        except (OSError, ValueError, KeyError) as err:
+            raise UsageError(f"cannot read {src} as an npz with arr_0 ({str(err).splitlines()[0][:100]})") from None
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+            raise UsageError(f"{src}: arr_0 must be uint8 (N,H,W,C) with C 1 or 3, got {arr.dtype} {arr.shape}")
+        fake = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    else:
+        from gankit import load
+
+        model = load(src)
+        data_spec = data_spec or model.config.get("data", {}).get("name")
+        if not data_spec:
+            raise UsageError(f"cannot tell which data {src} was trained on; pass --data")
+        fake = model.sample(n, seed=seed)
+    data = load_dataset(data_spec)
+    res = evaluate(fake, data, tuple(m.strip() for m in a.metrics.split(",") if m.strip()), seed=seed)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            if k != "protocol":
+                print(f"{k:<18}{v:.4g}" if isinstance(v, float) else f"{k:<18}{v}")
+        p = res["protocol"]
+        print(f"protocol: {p['features']} (held-out acc {p['features_held_out_accuracy']:.3f}), "
+              f"{p['n_fake']} generated vs {p['n_real']} real images of {p['data']}")
+    return 0
+
+
 def cmd_datasets(a: argparse.Namespace) -> int:
     from gankit.data import describe_datasets
 
@@ -163,7 +231,7 @@ def cmd_recipes(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "datasets": cmd_datasets, "recipes": cmd_recipes}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "datasets": cmd_datasets, "recipes": cmd_recipes}
 
 
 def main(argv: list[str] | None = None) -> int:
