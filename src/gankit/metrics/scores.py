@@ -161,6 +161,15 @@ def fid(real: FeatureStats, fake: FeatureStats) -> float:
     return frechet_distance(real.mean, real.cov, fake.mean, fake.cov)
 
 
+def _feature_pair(real_feats: Tensor, fake_feats: Tensor) -> tuple[Tensor, Tensor]:
+    """Both feature sets as float64 (N, D) on the real set's device, with equal D."""
+    x = torch.as_tensor(real_feats).detach().to(_F64)
+    y = torch.as_tensor(fake_feats).detach().to(device=x.device, dtype=_F64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"expected (N, D) features with equal D, got {tuple(x.shape)} and {tuple(y.shape)}")
+    return x, y
+
+
 def _poly_kernel(x: Tensor, y: Tensor) -> Tensor:
     return (x @ y.T / x.shape[1] + 1) ** 3
 
@@ -185,10 +194,7 @@ def kid(
     Each subset draws ``m = min(subset_size, n_real, n_fake)`` real and fake samples without
     replacement; polynomial kernel (x.y/d + 1)^3 with d the feature dimension.
     """
-    x_all = torch.as_tensor(real_feats).detach().to(_F64)
-    y_all = torch.as_tensor(fake_feats).detach().to(device=x_all.device, dtype=_F64)
-    if x_all.ndim != 2 or y_all.ndim != 2 or x_all.shape[1] != y_all.shape[1]:
-        raise ValueError(f"expected (N, D) features with equal D, got {tuple(x_all.shape)} and {tuple(y_all.shape)}")
+    x_all, y_all = _feature_pair(real_feats, fake_feats)
     if subsets < 1:
         raise ValueError(f"subsets must be >= 1, got {subsets}")
     m = min(subset_size, x_all.shape[0], y_all.shape[0])
@@ -261,10 +267,7 @@ def precision_recall(real_feats: Tensor, fake_feats: Tensor, k: int = 3, batch: 
     Distances are computed ``batch`` rows at a time (memory O(batch * N)), in float64, and compared
     squared to avoid square roots.
     """
-    x = torch.as_tensor(real_feats).detach().to(_F64)
-    y = torch.as_tensor(fake_feats).detach().to(device=x.device, dtype=_F64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"expected (N, D) features with equal D, got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = _feature_pair(real_feats, fake_feats)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     precision = _coverage(x, _knn_radii_sq(x, k, batch), y, batch)
