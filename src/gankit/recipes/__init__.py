@@ -10,7 +10,7 @@ from gankit.errors import UsageError
 # name -> (module, class, one-line summary); the summary is shown by `gankit train --help`.
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "gan": ("gankit.recipes.gan", "GANRecipe", "original GAN (Goodfellow et al. 2014): MLP G and D; 2-D toys or flattened images"),
-    "dcgan": ("gankit.recipes.dcgan", "DCGANRecipe", "DCGAN (Radford et al. 2015): convolutional G and D, 16-128 px"),
+    "dcgan": ("gankit.recipes.dcgan", "DCGANRecipe", "DCGAN (Radford et al. 2015): convolutional G and D, power-of-two sides >= 16 px"),
 }
 
 
