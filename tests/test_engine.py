@@ -33,7 +33,8 @@ def assert_same_training_state(a: dict, b: dict) -> None:
 
 
 def test_exact_resume_through_train(tmp_path):
-    common = dict(data="digits", batch=8, overrides=TINY_DCGAN + ["ema=true"])
+    # evaluation runs in between too: it must not disturb the training state either
+    common = dict(data="digits", batch=8, overrides=TINY_DCGAN + ["ema=true", "eval_every=3", "eval_n=50"])
     train("dcgan", out=tmp_path / "straight", steps=8, **common)
     train("dcgan", out=tmp_path / "split", steps=5, **common)  # stops between checkpoint cadences
     train("dcgan", out=tmp_path / "split", resume=True, steps=8, **common)
@@ -188,3 +189,28 @@ def test_two_process_cli_run(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert checkpoint.load_latest(tmp_path / "run" / "checkpoints")["step"] == 6
     assert (tmp_path / "run" / "export" / "config.json").exists()
+
+
+def test_eval_every_logs_metrics_keeps_best_and_warns_on_collapse(tmp_path, monkeypatch):
+    import json
+
+    import gankit.metrics.evaluate as ev
+
+    scripted = iter([(30.0, 10), (20.0, 10), (25.0, 7), (60.0, 7)])  # (fid, classes) per evaluation
+
+    def fake_evaluate(fake, data, metrics, seed):
+        assert fake.shape[0] == 20 and data.kind == "image"
+        fid, classes = next(scripted)
+        return {"fid_lenet": fid, "is_lenet": 5.0, "is_lenet_std": 0.1, "classes_lenet": classes, "protocol": {"n_fake": 20}}
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    out = tmp_path / "r"
+    train("dcgan", out=out, steps=8, data="digits", batch=8, overrides=["width=4", "eval_every=2", "eval_n=20"])
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["fid_lenet"] for r in recs if "fid_lenet" in r] == [30.0, 20.0, 25.0, 60.0]
+    warnings = [r["message"] for r in recs if r.get("event") == "collapse_warning"]
+    assert warnings == ["samples cover 7 of 10 digit classes (up to 10 before)", "samples cover 7 of 10 digit classes (up to 10 before)"]
+    best = json.loads((out / "best" / "config.json").read_text())
+    assert best["step"] == 4 and best["fid_lenet"] == 20.0
+    assert checkpoint.load_latest(out / "checkpoints")["best"]["step"] == 4
+    assert (out / "plots" / "metrics.png").exists()

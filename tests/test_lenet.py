@@ -21,7 +21,9 @@ def test_trains_accurately_and_records_it(trained):
 
 def test_cache_reloads_same_weights_through_safetensors(trained):
     cache, model, record = trained
+    rng = torch.get_rng_state()
     again, rec2 = lenet.load_lenet(cache)
+    assert torch.equal(rng, torch.get_rng_state()), "loading the extractor must not consume global RNG"
     assert rec2 == record
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k])

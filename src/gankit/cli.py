@@ -21,6 +21,7 @@ examples:
   gankit train dcgan --data mnist --minutes 3          # DCGAN on the built-in MNIST digits
   gankit train dcgan --data ~/faces --size 64 --channels 3 --set width=32 --set ema=true
   gankit train dcgan --out runs/mine --resume --steps 20000   # continue a run to 20k steps
+  gankit train dcgan --data mnist --minutes 10 --eval-every 500  # FID curve + best export
   torchrun --nproc_per_node=2 -m gankit train dcgan --data mnist --steps 2000
 
 Settings for --set (and --config FILE.yaml) are listed per recipe by `gankit recipes`.
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", help="minibatch size (recipe default otherwise)")
     t.add_argument("--size", help="image side in pixels (recipe default otherwise)")
     t.add_argument("--channels", help="1 or 3: convert images (native otherwise)")
+    t.add_argument("--eval-every", dest="eval_every", metavar="N",
+                   help="every N steps: fid_lenet, is_lenet, classes_lenet to metrics.jsonl, best export to RUN/best")
     t.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="settings file (flat key: value, or a run's config.yaml)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -107,7 +110,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from gankit.train import train
 
     res = train(a.recipe, out=a.out, resume=a.resume, data=a.data, config_file=a.config_file, overrides=a.overrides,
-                steps=a.steps, minutes=a.minutes, seed=a.seed, batch=a.batch, size=a.size, channels=a.channels)
+                steps=a.steps, minutes=a.minutes, seed=a.seed, batch=a.batch, size=a.size, channels=a.channels,
+                eval_every=a.eval_every)
     if res.run_dir is None:
         return 0
     if res.reason == "done":
@@ -117,12 +121,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     how = {"steps": "reached its step budget", "minutes": "used its time budget",
            "interrupted": "was interrupted (checkpoint saved; continue with --resume)"}[res.reason]
     print(f"\ntraining {how} at step {res.step}")
-    quality = {k: res.last[k] for k in ("modes", "hq", "mode_kl") if k in res.last}
+    quality = {k: res.last[k] for k in ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet") if k in res.last}
     if quality:
         print("  sample quality:  " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in quality.items()))
     for label, path in (("samples", run / "samples" / "latest.png"), ("progress", run / "samples" / "progress.gif"),
                         ("losses", run / "plots" / "losses.png"), ("metrics", run / "metrics.jsonl"),
-                        ("export", run / "export")):
+                        ("export", run / "export"), ("best", run / "best")):
         if path.exists():
             print(f"  {label:<9}{path}")
     print(f"  sample more: gankit sample {run} --n 64 --out grid.png")

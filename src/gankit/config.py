@@ -30,6 +30,8 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500  # sample grid (and toy metrics) cadence
     checkpoint_every: int = 1000  # checkpoint + export cadence
+    eval_every: int = 0  # image metrics (fid_lenet, is_lenet, classes_lenet) + best export; 0 = off
+    eval_n: int = 2000  # samples per evaluation
     keep_checkpoints: int = 3
     grid_n: int = 64  # fixed latents shown in sample grids
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -42,7 +44,9 @@ class TrainConfig:
             raise UsageError(f"minutes must be positive, got {self.minutes}")
         if self.channels not in (None, 1, 3):
             raise UsageError(f"channels must be 1 or 3, got {self.channels}")
-        for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_n"):
+        if self.eval_every < 0:
+            raise UsageError(f"eval_every must be 0 (off) or a positive integer, got {self.eval_every}")
+        for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_n", "eval_n"):
             if getattr(self, key) <= 0:
                 raise UsageError(f"{key} must be a positive integer, got {getattr(self, key)}")
 

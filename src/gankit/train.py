@@ -18,7 +18,8 @@ from gankit.errors import UsageError
 log = logging.getLogger("gankit")
 
 # Settings that may change when a run is resumed (budget and cadence); hyper-parameters may not.
-RESUMABLE_KEYS = {"steps", "minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "device", "progress"}
+RESUMABLE_KEYS = {"steps", "minutes", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "device",
+                  "progress", "eval_every", "eval_n"}
 
 
 def load_data(spec: str, recipe_cls: type, hparams: Any, tcfg: TrainConfig) -> Any:

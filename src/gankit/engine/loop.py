@@ -104,6 +104,8 @@ class Engine:
         self._stop_requested = False
         self._elapsed_before = 0.0
         self._last: dict[str, Any] = {}
+        # best evaluation so far (for RUN/best) and the most classes ever covered (collapse warning)
+        self.best: dict[str, Any] = {"fid_lenet": float("inf"), "step": 0, "max_classes": 0}
 
         torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
         recipe.build(self.device)
@@ -170,6 +172,7 @@ class Engine:
             "sampler": self.sampler.state_dict(),
             "extra": self.recipe.extra_state(),
             "elapsed": self._elapsed(),
+            "best": dict(self.best),
             "config": self.doc,
         }
 
@@ -184,6 +187,7 @@ class Engine:
         self.recipe.load_extra_state(s.get("extra", {}))
         self.step = int(s["step"])
         self._elapsed_before = float(s.get("elapsed", 0.0))
+        self.best.update(s.get("best", {}))
         if self.dist.is_main:  # other ranks get fresh, step-dependent streams (exactness is CPU, 1 process)
             torch.set_rng_state(s["rng"]["torch"])
             if "cuda" in s["rng"] and self.device.type == "cuda":
@@ -246,23 +250,74 @@ class Engine:
         if bad:
             raise self._nonfinite(f"weights of {', '.join(bad)} became non-finite")
         checkpoint.save(self.run.checkpoints, self.step, self.state_dict(), self.tcfg.keep_checkpoints)
+        self._write_export(self.run.export, {})
+        self._last_ckpt = self.step
+
+    def _eval_event(self) -> dict[str, Any]:
+        """fid/IS/class coverage in lenet features; best export; collapse warning. Rank 0 only."""
+        from gankit.metrics.evaluate import evaluate
+
+        inputs = self.recipe.sample_inputs(self.tcfg.eval_n, torch.Generator().manual_seed(self.tcfg.seed + 2))
+        fake = torch.cat([self.generate(inputs[i : i + 500]).cpu() for i in range(0, self.tcfg.eval_n, 500)])
+        res = evaluate(fake, self.data, metrics=("fid", "is", "classes"), seed=self.tcfg.seed)
+        rec = {k: v for k, v in res.items() if k != "protocol"}
+        self.run.append_metrics({"step": self.step, **rec})
+        self._last.update(rec)
+        fid, classes = rec["fid_lenet"], rec["classes_lenet"]
+        warning = None
+        if self.data.labels is not None and classes <= self.best["max_classes"] - 2:
+            warning = f"samples cover {classes} of 10 digit classes (up to {self.best['max_classes']} before)"
+        elif self.best["step"] and fid > 2 * self.best["fid_lenet"]:
+            warning = f"fid_lenet jumped to {fid:.3g} (best {self.best['fid_lenet']:.3g} at step {self.best['step']})"
+        if warning:
+            log.warning("possible mode collapse at step %d: %s", self.step, warning)
+            self.run.append_metrics({"step": self.step, "event": "collapse_warning", "message": warning})
+        self.best["max_classes"] = max(self.best["max_classes"], classes)
+        if fid < self.best["fid_lenet"]:
+            self.best.update(fid_lenet=fid, step=self.step)
+            self._write_export(self.run.path / "best", {"fid_lenet": fid, "eval_protocol": res["protocol"]})
+        return rec
+
+    def _write_export(self, folder: Path, meta: dict[str, Any]) -> None:
         modules = self.inference_modules()
         export_mod.write(
-            self.run.export,
+            folder,
             recipe=self.recipe.name,
             hparams=self.doc["hparams"],
             spec=self.doc["data_info"],
             modules={n: modules[n] for n in self.recipe.export_modules()},
-            meta={"step": self.step, "ema": sorted(self.ema), "seed": self.tcfg.seed},
+            meta={"step": self.step, "ema": sorted(self.ema), "seed": self.tcfg.seed, **meta},
         )
-        self._last_ckpt = self.step
+
+    def _events(self, final: bool) -> None:
+        """Sample grid, evaluation and checkpoint due at this step (rank 0).
+
+        In the loop an event is due when the step is a multiple of its cadence; at the end of
+        training, the events that were *not* just done at the final step run once more.
+        """
+        t, s = self.tcfg, self.step
+
+        def due(every: int) -> bool:
+            return every > 0 and (s % every == 0) != final
+
+        if due(t.sample_every):
+            metrics = self._sample_event()
+            if metrics:
+                self.run.append_metrics({"step": s, **metrics})
+                self._last.update(metrics)
+        if due(t.eval_every) and self.data.kind == "image":
+            self._eval_event()
+        if due(t.sample_every) or due(t.eval_every):
+            self._plots()
+        if (s % t.checkpoint_every == 0) if not final else self._last_ckpt != s:
+            self._checkpoint()
 
     def _plots(self) -> None:
         from gankit import viz
 
         records = [r for r in viz.read_jsonl(self.run.metrics) if "event" not in r]
         loss_keys = sorted({k for r in records for k in r if k.startswith(("loss_", "D_"))})
-        eval_keys = sorted({k for r in records for k in r if k in ("modes", "hq", "mode_kl")})
+        eval_keys = sorted({k for r in records for k in r if k in ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet")})
         if loss_keys:
             viz.plot_metrics(records, self.run.plots / "losses.png", keys=loss_keys, title=f"{self.recipe.name} losses")
         if eval_keys:
@@ -336,16 +391,9 @@ class Engine:
                         self.run.append_metrics(rec)
                     if not show_bar and self.dist.is_main:
                         log.info("step %d  %s", self.step, "  ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("step", "time")))
-                if main and (self.step % tcfg.sample_every == 0 or self.step % tcfg.checkpoint_every == 0):
+                if main:
                     t_ev = time.monotonic()
-                    if self.step % tcfg.sample_every == 0:
-                        metrics = self._sample_event()
-                        if metrics:
-                            self.run.append_metrics({"step": self.step, **metrics})
-                            self._last.update(metrics)
-                        self._plots()
-                    if self.step % tcfg.checkpoint_every == 0:
-                        self._checkpoint()
+                    self._events(final=False)
                     event_time += time.monotonic() - t_ev
         finally:
             bar.close()
@@ -355,13 +403,7 @@ class Engine:
             rec = self._log_record(acc, n_acc, time.monotonic() - t_log - event_time)
             self.run.append_metrics(rec)
         if main:
-            if self.step % tcfg.sample_every:
-                metrics = self._sample_event()
-                if metrics:
-                    self.run.append_metrics({"step": self.step, **metrics})
-                    self._last.update(metrics)
-            if self._last_ckpt != self.step:
-                self._checkpoint()
+            self._events(final=True)
             self._finish_files()
         dist.barrier(self.dist.world)
         return FitResult(self.step, reason, dict(self._last), self.run.path if self.run else None)

@@ -54,6 +54,14 @@ class LeNet(nn.Module):
         return self.fc2(self.features(x))
 
 
+def _new_lenet(seed: int) -> LeNet:
+    """A LeNet initialised from ``seed`` without touching the caller's global RNG (evaluation
+    during training must not change what training draws next)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LeNet()
+
+
 def prepare(images: Tensor) -> Tensor:
     """Any (N, C, H, W) uint8 or [-1, 1] float images -> float (N, 1, 32, 32) in [-1, 1]."""
     x = images.float().mul(2.0 / 255.0).sub(1.0) if images.dtype == torch.uint8 else images.float()
@@ -95,9 +103,7 @@ def train_lenet(seed: int = 0) -> tuple[LeNet, dict[str, Any]]:
     ds = load_dataset("mnist")
     train_idx, held_idx = _split(ds.labels)
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = LeNet()
+    model = _new_lenet(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x_all = prepare(ds.x)  # (N, 1, 32, 32)
     for _ in range(EPOCHS):
@@ -133,7 +139,7 @@ def load_lenet(cache: Path | None = None) -> tuple[LeNet, dict[str, Any]]:
     weights, meta = folder / f"{VERSION}.safetensors", folder / f"{VERSION}.json"
     if weights.is_file() and meta.is_file():
         try:
-            model = LeNet()
+            model = _new_lenet(0)
             model.load_state_dict(load_file(weights))
             return model.eval(), json.loads(meta.read_text())
         except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a damaged cache is rebuilt, not fatal
