@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,11 +18,9 @@ def gankit(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "gankit", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
-def test_help_is_fast_and_has_examples():
-    t = time.perf_counter()
+def test_help_imports_no_torch_and_has_examples():
     r = gankit("--help")
     assert r.returncode == 0 and "train" in r.stdout
-    assert time.perf_counter() - t < 10  # generous: the point is that torch is not imported
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "gankit", "--help"], capture_output=True, text=True)
     assert "torch" not in r.stderr.split()  # lazy imports keep `gankit --help` instant
     for cmd in ("train", "sample"):

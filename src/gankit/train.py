@@ -6,6 +6,7 @@ before the run directory is created, so a refused command leaves nothing behind.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -54,9 +55,8 @@ def resolve(recipe: str, *, data: str | None = None, config_file: str | None = N
     if resume_doc is not None:
         if resume_doc.get("recipe") != recipe:
             raise UsageError(f"cannot resume: the run was trained with recipe {resume_doc.get('recipe')!r}, not {recipe!r}")
-        hp = from_dict(cls.Config, resume_doc["hparams"])
-        tcfg = from_dict(TrainConfig, resume_doc["train"])
         saved_hp, saved_t = from_dict(cls.Config, resume_doc["hparams"]), from_dict(TrainConfig, resume_doc["train"])
+        hp, tcfg = copy.copy(saved_hp), copy.copy(saved_t)
         if flags.get("steps") is not None or flags.get("minutes") is not None:
             tcfg.steps = tcfg.minutes = None  # a new budget replaces the saved one
     else:
