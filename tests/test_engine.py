@@ -158,6 +158,7 @@ dist.all_gather(out, flat)
 assert torch.equal(out[0], out[1]), "ranks diverged"
 assert eng.sampler.batch == 8
 print("RANK_OK", dist.get_rank())
+dist.destroy_process_group()
 """
 
 

@@ -119,6 +119,9 @@ def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, d
     }
     if resume_doc is not None and resume_doc["data_info"].get("fingerprint") != ds.fingerprint:
         raise UsageError(f"cannot resume: --data {tcfg.data} is not the data this run was trained on")
+    import torch.distributed as tdist
+
+    owns_group = not tdist.is_initialized()  # under torchrun, the Engine joins the group below
     engine = Engine(cls(hp, spec), ds, tcfg, doc)  # builds nets and sampler: may still refuse
     info = dist.init(tcfg.device)
     run = None
@@ -145,6 +148,8 @@ def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, d
     finally:
         if run is not None:
             run.unlock()
+        if owns_group:  # leave no gloo/nccl threads running into interpreter exit (abort -6)
+            dist.shutdown()
 
 
 def load_yaml_doc(path: Path) -> dict[str, Any]:
