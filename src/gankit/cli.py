@@ -39,6 +39,12 @@ EVAL_EXAMPLES = """\
 examples:
   gankit eval runs/mnist                        # 5,000 samples vs the run's training data
   gankit eval samples.npz --data mnist --json   # any generator's samples, arr_0 uint8 (N,H,W,C)
+  gankit eval samples.npz --data ~/photos --features inception --inception-weights pt_inception.pth
+
+--features inception needs pytorch-fid's FID InceptionV3 weights file,
+pt_inception-2015-12-05-6726825d.pth, on disk (gankit never downloads it): pass
+--inception-weights PATH, set GANKIT_INCEPTION_WEIGHTS=PATH, or put it in the torch hub cache,
+$TORCH_HOME/hub/checkpoints/ (TORCH_HOME defaults to ~/.cache/torch).
 """
 
 
@@ -83,13 +89,21 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score samples against real data (offline metrics)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="FID, KID, IS analogue, precision/recall and class coverage in the features of "
-                                   "gankit's own digit classifier (lenet; trained once, offline, and cached).",
+                       description="FID, KID, IS (analogue), precision/recall and class coverage in the features of "
+                                   "gankit's own digit classifier (lenet; trained once, offline, and cached), or FID, "
+                                   "KID, IS and precision/recall in the standard FID InceptionV3 features (inception; "
+                                   "from a local weights file).",
                        epilog=EVAL_EXAMPLES)
     e.add_argument("source", help="run directory (sampled from its export) or FILE.npz (arr_0: uint8 N,H,W,C)")
     e.add_argument("--data", help="real data to compare with (default: the run's training data)")
-    e.add_argument("--metrics", default="fid,kid,is,pr,classes", help="comma-separated subset of fid,kid,is,pr,classes")
-    e.add_argument("--features", default="lenet", help="feature extractor: lenet")
+    e.add_argument("--metrics", help="comma-separated subset of fid,kid,is,pr,classes (classes: lenet only; "
+                                     "default: all the extractor supports)")
+    e.add_argument("--features", default="lenet",
+                   help="feature extractor: lenet (default; gankit's digit classifier) or inception (the FID "
+                        "InceptionV3; needs its weights file, see below)")
+    e.add_argument("--inception-weights", dest="inception_weights", metavar="PATH",
+                   help="pt_inception-2015-12-05-6726825d.pth for --features inception (default: "
+                        "$GANKIT_INCEPTION_WEIGHTS, then the torch hub cache)")
     e.add_argument("--n", default="5000", help="samples drawn from a run (default 5000)")
     e.add_argument("--seed", default="0", help="seed for the samples drawn from a run")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -173,10 +187,17 @@ def cmd_eval(a: argparse.Namespace) -> int:
     import torch
 
     from gankit.data import load_dataset
-    from gankit.metrics.evaluate import evaluate
+    from gankit.metrics.evaluate import evaluate, resolve_metrics
 
-    if a.features != "lenet":
-        raise UsageError(f"unknown --features {a.features!r} (available: lenet)")
+    # every request error surfaces before a run is sampled or data is loaded
+    metrics = None if a.metrics is None else tuple(m.strip() for m in a.metrics.split(",") if m.strip())
+    metrics = resolve_metrics(a.features, metrics)
+    if a.inception_weights and a.features != "inception":
+        raise UsageError("--inception-weights only applies to --features inception")
+    if a.features == "inception":
+        from gankit.metrics.inception import find_weights
+
+        find_weights(a.inception_weights)
     n, seed, src = _int("--n", a.n), _int("--seed", a.seed), Path(a.source)
     data_spec = a.data
     if src.suffix.lower() == ".npz":
@@ -201,16 +222,20 @@ def cmd_eval(a: argparse.Namespace) -> int:
             raise UsageError(f"cannot tell which data {src} was trained on; pass --data")
         fake = model.sample(n, seed=seed)
     data = load_dataset(data_spec)
-    res = evaluate(fake, data, tuple(m.strip() for m in a.metrics.split(",") if m.strip()), seed=seed)
+    res = evaluate(fake, data, metrics, seed=seed, features=a.features, inception_weights=a.inception_weights)
     if a.json:
         print(json.dumps(res))
     else:
+        width = max(18, *(len(k) + 2 for k in res))
         for k, v in res.items():
             if k != "protocol":
-                print(f"{k:<18}{v:.4g}" if isinstance(v, float) else f"{k:<18}{v}")
+                print(f"{k:<{width}}{v:.4g}" if isinstance(v, float) else f"{k:<{width}}{v}")
         p = res["protocol"]
-        print(f"protocol: {p['features']} (held-out acc {p['features_held_out_accuracy']:.3f}), "
-              f"{p['n_fake']} generated vs {p['n_real']} real images of {p['data']}")
+        if "features_held_out_accuracy" in p:
+            what = f"{p['features']} (held-out acc {p['features_held_out_accuracy']:.3f})"
+        else:
+            what = f"{p['features']} ({p['features_weights']}, sha256 {p['features_weights_sha256']})"
+        print(f"protocol: {what}, {p['n_fake']} generated vs {p['n_real']} real images of {p['data']}")
     return 0
 
 
