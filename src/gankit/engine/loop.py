@@ -206,7 +206,9 @@ class Engine:
     # -- events ---------------------------------------------------------------------------------
     @torch.no_grad()
     def _ema_update(self) -> None:
-        decay = self.recipe.ema_decay
+        # Warm-up (as TF's ExponentialMovingAverage with num_updates): early on the average would
+        # otherwise keep (decay ** step) of the random initial weights, 37% after 1,000 steps at 0.999.
+        decay = min(self.recipe.ema_decay, (1 + self.step) / (10 + self.step))
         for n, ema in self.ema.items():
             live = self.recipe.modules[n]
             torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - decay)
