@@ -76,17 +76,30 @@ class GankitModel:
             m.to(device)
         return self
 
-    def sample(self, n: int, seed: int = 0, batch: int = 500) -> Tensor:
-        """``n`` samples (CPU): images float in [-1, 1] (n, C, H, W), or points (n, 2)."""
+    def sample(self, n: int, seed: int = 0, batch: int = 500, data: Any = None) -> Tensor:
+        """``n`` samples (CPU): images float in [-1, 1] (n, C, H, W), or points (n, 2).
+
+        A translator (cyclegan) samples from real images: pass its ``data`` (a Dataset).
+        """
         if n <= 0:
             raise UsageError(f"n must be a positive integer, got {n}")
         gen = torch.Generator().manual_seed(seed)
-        inputs = self.recipe.sample_inputs(n, gen)
+        inputs = self.recipe.data_inputs(n, gen, data)
         out = []
         for i in range(0, n, batch):
-            chunk = inputs[i : i + batch]
+            chunk = {k: v[i : i + batch] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[i : i + batch]
             out.append(self.recipe.generate(self.recipe.modules, chunk).cpu())
         return torch.cat(out)
+
+    @torch.no_grad()
+    def translate(self, x: Tensor, direction: str = "AtoB", batch: int = 64) -> Tensor:
+        """Images ``x`` (uint8 or [-1, 1] float, (N, C, H, W)) mapped to the other domain: float
+        [-1, 1] on the CPU. Only translators (cyclegan) have a direction."""
+        device = next(next(iter(self.recipe.modules.values())).parameters()).device
+        x = x.float().mul(2.0 / 255.0).sub(1.0) if x.dtype == torch.uint8 else x.float()
+        out = [self.recipe.translate(self.recipe.modules, x[i : i + batch].to(device), direction).cpu()
+               for i in range(0, len(x), batch)]
+        return torch.cat(out) if out else x.new_empty((0, *x.shape[1:]))
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> GankitModel:

@@ -26,6 +26,10 @@ class Dataset:
     ``x`` is uint8 ``(N, C, H, W)`` for ``kind == 'image'`` and float32 ``(N, 2)`` for
     ``kind == 'points'``; ``labels`` is int64 ``(N,)`` when the source has class labels.
     ``info`` is JSON-serialisable (it is written into run metadata).
+
+    Several named training tensors (e.g. CycleGAN's unpaired domains A and B): ``domains`` maps
+    each name to its rows ``[start, stop)`` of ``x``, and ``held_out`` maps a domain name to
+    evaluation-only rows of ``x`` (never sampled for training). Both are empty for one-domain data.
     """
 
     name: str
@@ -34,6 +38,8 @@ class Dataset:
     labels: torch.Tensor | None = field(repr=False)
     info: dict
     warnings: list[str] = field(default_factory=list)
+    domains: dict[str, tuple[int, int]] = field(default_factory=dict)
+    held_out: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Other modules construct Datasets too; fail at construction, not deep inside training.
@@ -48,7 +54,26 @@ class Dataset:
         if self.labels is not None and (self.labels.dtype != torch.int64 or self.labels.shape != self.x.shape[:1]):
             got = f"{self.labels.dtype} {tuple(self.labels.shape)}"
             raise ValueError(f"labels must be int64 ({self.x.shape[0]},), got {got}")
+        for what, ranges in (("domains", self.domains), ("held_out", self.held_out)):
+            for key, (start, stop) in ranges.items():
+                if not 0 <= start < stop <= self.x.shape[0]:
+                    raise ValueError(f"{what}[{key!r}] = ({start}, {stop}) is not a non-empty row range of x")
+        if set(self.held_out) - set(self.domains):
+            raise ValueError(f"held_out names {sorted(set(self.held_out) - set(self.domains))} are not domains")
         self.x = self.x.contiguous()
+
+    def rows(self, domain: str, held_out: bool = False) -> torch.Tensor:
+        """The images of ``domain`` (a view of ``x``); ``held_out=True``: its evaluation rows,
+        or its training rows when it has none."""
+        start, stop = (self.held_out.get(domain) if held_out else None) or self.domains[domain]
+        return self.x[start:stop]
+
+    def row_labels(self, domain: str, held_out: bool = False) -> torch.Tensor | None:
+        """Labels aligned with :meth:`rows` (None without labels)."""
+        if self.labels is None:
+            return None
+        start, stop = (self.held_out.get(domain) if held_out else None) or self.domains[domain]
+        return self.labels[start:stop]
 
     @property
     def fingerprint(self) -> str:
@@ -139,6 +164,8 @@ def image_dataset(
     size: int | None,
     info: dict | None = None,
     warnings: list[str] | None = None,
+    domains: dict[str, tuple[int, int]] | None = None,
+    held_out: dict[str, tuple[int, int]] | None = None,
 ) -> Dataset:
     """Apply ``size``/``channels`` to native uint8 images and wrap them in a :class:`Dataset`."""
     native = tuple(x.shape[1:])
@@ -154,4 +181,5 @@ def image_dataset(
         source = f"{source}; {native[0]}->{x.shape[1]} channels"
     full_info = {"source": source, "n": int(x.shape[0]), "channels": int(x.shape[1]), "size": int(x.shape[2])}
     full_info.update(info or {})
-    return Dataset(name=name, kind="image", x=x, labels=labels, info=full_info, warnings=warnings)
+    return Dataset(name=name, kind="image", x=x, labels=labels, info=full_info, warnings=warnings,
+                   domains=dict(domains or {}), held_out=dict(held_out or {}))

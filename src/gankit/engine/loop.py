@@ -5,8 +5,13 @@ context a recipe's ``train_step`` talks to, EMA, the cadence of logs / sample gr
 budgets (steps or minutes), stopping on signals or non-finite values, and exact resume. It never
 names G or D: a recipe hands it named modules and optimizers.
 
+Data: one tensor, or several named training tensors (``Dataset.domains``, e.g. CycleGAN's
+unpaired A and B). With several, the engine keeps one epoch-shuffled sampler per name, each with
+its own generator, and hands ``train_step`` a ``{name: batch}`` dict; it attaches no meaning to
+the names.
+
 Exact resume: the state saved at a step boundary holds modules, optimizers, EMA copies, the global
-RNG (CPU and CUDA), the data sampler (its generator, permutation and position) and recipe extras.
+RNG (CPU and CUDA), the data samplers (generator, permutation and position) and recipe extras.
 Anything the engine does between steps (sample grids at fixed latents, toy metrics, checkpoints)
 draws from private generators and runs in eval mode, so it changes no training state. On CPU, N
 steps straight and N/2 + resume + N/2 give bit-identical weights (tested).
@@ -35,6 +40,10 @@ from gankit.errors import NonFiniteError, UsageError
 
 log = logging.getLogger("gankit")
 
+#: Metrics drawn in plots/metrics.png (and printed by ``gankit train`` at the end).
+EVAL_PLOT_KEYS = ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet",
+                  "content_mnistm", "fid_mnistm", "cycle_ABA", "cycle_BAB")
+
 
 class BatchSampler:
     """Epoch-shuffled minibatches drawn on the device from an in-memory tensor.
@@ -43,15 +52,17 @@ class BatchSampler:
     dropped. Images stay uint8 on the device and become float in [-1, 1] per batch.
     """
 
-    def __init__(self, x: Tensor, batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, x: Tensor, batch: int, seed: int, rank: int = 0, world: int = 1, stream: int = 0,
+                 what: str = "the dataset") -> None:
         self.x = x
         self.index = torch.arange(rank, x.shape[0], world)
         if batch > len(self.index):
             raise UsageError(
-                f"batch {batch * world} is larger than the dataset ({x.shape[0]} items); lower --batch"
+                f"batch {batch * world} is larger than {what} ({x.shape[0]} items); lower --batch"
             )
         self.batch = batch
-        self.gen = torch.Generator().manual_seed(seed * 7919 + rank)
+        # ``stream`` separates the generators of several samplers in one run (0: the one-tensor case)
+        self.gen = torch.Generator().manual_seed(seed * 7919 + rank + (stream << 32))
         self.perm: Tensor | None = None
         self.pos = 0
         self.epoch = 0
@@ -72,6 +83,36 @@ class BatchSampler:
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.gen.set_state(s["gen"])
         self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
+
+
+class DomainSampler:
+    """One :class:`BatchSampler` per named training tensor; ``next()`` gives ``{name: batch}``."""
+
+    def __init__(self, samplers: dict[str, BatchSampler]) -> None:
+        self.samplers = samplers
+        self.batch = next(iter(samplers.values())).batch
+
+    def next(self) -> dict[str, Tensor]:
+        return {name: s.next() for name, s in self.samplers.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: s.state_dict() for name, s in self.samplers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, s in self.samplers.items():
+            s.load_state_dict(state[name])
+
+
+def make_sampler(data: Any, device: torch.device, batch: int, seed: int, rank: int, world: int) -> Any:
+    """A :class:`BatchSampler` over ``data.x``, or a :class:`DomainSampler` when ``data.domains`` names several."""
+    x = data.x.to(device)
+    domains = getattr(data, "domains", None)
+    if not domains:
+        return BatchSampler(x, batch, seed, rank, world)
+    return DomainSampler({
+        name: BatchSampler(x[start:stop], batch, seed, rank, world, stream=i + 1, what=f"domain {name}")
+        for i, (name, (start, stop)) in enumerate(domains.items())
+    })
 
 
 def nonfinite_modules(modules: dict[str, nn.Module]) -> list[str]:
@@ -120,8 +161,13 @@ class Engine:
         per_rank = recipe.batch_size // self.dist.world
         if per_rank * self.dist.world != recipe.batch_size:
             raise UsageError(f"batch {recipe.batch_size} is not divisible by {self.dist.world} processes")
-        self.sampler = BatchSampler(data.x.to(self.device), per_rank, tcfg.seed, self.dist.rank, self.dist.world)
-        self.grid_inputs = recipe.sample_inputs(tcfg.grid_n, torch.Generator().manual_seed(tcfg.seed))
+        self.sampler = make_sampler(data, self.device, per_rank, tcfg.seed, self.dist.rank, self.dist.world)
+        self.grid_inputs = recipe.data_inputs(tcfg.grid_n, torch.Generator().manual_seed(tcfg.seed), data)
+
+    @property
+    def total_steps(self) -> int | None:
+        """The run's step budget (``--steps``); None when only ``--minutes`` bounds it."""
+        return self.tcfg.steps
 
     # -- StepContext ------------------------------------------------------------------------------
     def randn(self, *shape: int) -> Tensor:
@@ -130,7 +176,7 @@ class Engine:
     def rand(self, *shape: int) -> Tensor:
         return torch.rand(*shape, device=self.device)
 
-    def next_batch(self) -> Tensor:
+    def next_batch(self) -> Any:
         return self.sampler.next()
 
     def optimize(self, name: str, loss: Tensor) -> None:
@@ -217,12 +263,16 @@ class Engine:
 
     def generate(self, inputs: Any) -> Tensor:
         """Samples from the inference modules (EMA where kept) in eval mode; training mode restored."""
+        return self._in_eval_mode(self.recipe.generate, inputs)
+
+    def _in_eval_mode(self, fn: Any, *args: Any) -> Any:
+        """``fn(inference modules, *args)`` with every module in eval mode; training mode restored."""
         modules = self.inference_modules()
         modes = {n: m.training for n, m in modules.items()}
         for m in modules.values():
             m.eval()
         try:
-            return self.recipe.generate(modules, inputs)
+            return fn(modules, *args)
         finally:
             for n, m in modules.items():
                 m.train(modes[n])
@@ -242,8 +292,8 @@ class Engine:
             title = f"step {self.step}: {metrics['modes']}/{len(modes)} modes, {100 * metrics['hq']:.1f}% high quality"
             viz.save_points(pts.cpu()[:2000], path, real=self.data.x[:2000], modes=modes, std=std, title=title)
         else:
-            out = self.generate(self.grid_inputs).cpu()
-            viz.save_grid(out, path, upscale=max(1, 64 // out.shape[-1]))
+            out, nrow = self._in_eval_mode(self.recipe.grid, self.grid_inputs)
+            viz.save_grid(out.cpu(), path, nrow=nrow, upscale=max(1, 64 // out.shape[-1]))
         return metrics
 
     def _checkpoint(self) -> None:
@@ -256,8 +306,13 @@ class Engine:
         self._last_ckpt = self.step
 
     def _eval_event(self) -> dict[str, Any]:
-        """fid/IS/class coverage in lenet features; best export; collapse warning. Rank 0 only."""
+        """fid/IS/class coverage in lenet features (or the recipe's own metrics); best export;
+        collapse warning. Rank 0 only."""
         from gankit.metrics.evaluate import evaluate
+
+        own = self._in_eval_mode(self.recipe.evaluate, self.data, self.tcfg.eval_n, self.tcfg.seed)
+        if own is not None:
+            return self._recipe_eval_event(own)
 
         inputs = self.recipe.sample_inputs(self.tcfg.eval_n, torch.Generator().manual_seed(self.tcfg.seed + 2))
         fake = torch.cat([self.generate(inputs[i : i + 500]).cpu() for i in range(0, self.tcfg.eval_n, 500)])
@@ -278,6 +333,20 @@ class Engine:
         if fid < self.best["fid_lenet"]:
             self.best.update(fid_lenet=fid, step=self.step)
             self._write_export(self.run.path / "best", {"fid_lenet": fid, "eval_protocol": res["protocol"]})
+        return rec
+
+    def _recipe_eval_event(self, res: dict[str, Any]) -> dict[str, Any]:
+        """Log a recipe's own metrics; keep the best export by ``recipe.best_metric`` if reported."""
+        rec = {k: v for k, v in res.items() if k != "protocol"}
+        self.run.append_metrics({"step": self.step, **rec})
+        self._last.update(rec)
+        key, mode = self.recipe.best_metric
+        if key in rec:
+            value = float(rec[key])
+            best = self.best.get(key, float("inf") if mode == "min" else float("-inf"))
+            if value < best if mode == "min" else value > best:
+                self.best.update({key: value, "step": self.step})
+                self._write_export(self.run.path / "best", {key: value, "eval_protocol": res.get("protocol", {})})
         return rec
 
     def _write_export(self, folder: Path, meta: dict[str, Any]) -> None:
@@ -317,9 +386,11 @@ class Engine:
     def _plots(self) -> None:
         from gankit import viz
 
+        if not self.run.metrics.exists():  # a grid before the first log line (sample_every < log_every)
+            return
         records = [r for r in viz.read_jsonl(self.run.metrics) if "event" not in r]
         loss_keys = sorted({k for r in records for k in r if k.startswith(("loss_", "D_"))})
-        eval_keys = sorted({k for r in records for k in r if k in ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet")})
+        eval_keys = sorted({k for r in records for k in r if k in EVAL_PLOT_KEYS})
         if loss_keys:
             viz.plot_metrics(records, self.run.plots / "losses.png", keys=loss_keys, title=f"{self.recipe.name} losses")
         if eval_keys:

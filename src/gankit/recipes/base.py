@@ -24,18 +24,20 @@ class DataSpec:
     shape: tuple[int, ...]  # (C, H, W) or (2,)
     num_classes: int | None = None
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    domains: tuple[str, ...] = ()  # names of the training tensors when there are several (e.g. A, B)
 
     @classmethod
     def from_dataset(cls, ds: Any) -> DataSpec:
         ncls = int(ds.labels.max()) + 1 if ds.labels is not None and len(ds.labels) else None
-        return cls(ds.kind, tuple(ds.x.shape[1:]), ncls, dict(ds.info))
+        return cls(ds.kind, tuple(ds.x.shape[1:]), ncls, dict(ds.info), tuple(getattr(ds, "domains", {})))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes, "info": self.info}
+        d = {"kind": self.kind, "shape": list(self.shape), "num_classes": self.num_classes, "info": self.info}
+        return {**d, "domains": list(self.domains)} if self.domains else d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
-        return cls(d["kind"], tuple(d["shape"]), d.get("num_classes"), d.get("info", {}))
+        return cls(d["kind"], tuple(d["shape"]), d.get("num_classes"), d.get("info", {}), tuple(d.get("domains", ())))
 
 
 class StepContext(Protocol):
@@ -44,22 +46,38 @@ class StepContext(Protocol):
     step: int
     device: torch.device
 
+    total_steps: int | None  # the run's --steps (None with a --minutes budget)
+
     def randn(self, *shape: int) -> Tensor: ...
     def rand(self, *shape: int) -> Tensor: ...
-    def next_batch(self) -> Tensor: ...
+    def next_batch(self) -> Any: ...  # a Tensor, or {domain: Tensor} for several training tensors
     def optimize(self, name: str, loss: Tensor) -> None: ...
 
 
 class Recipe:
-    """Base class. Subclasses set ``name``, ``Config``, ``kinds`` and implement the hooks."""
+    """Base class. Subclasses set ``name``, ``Config``, ``kinds`` and implement the hooks.
+
+    ``domains``: the named training tensors the recipe trains on (e.g. CycleGAN's ``("A", "B")``);
+    its ``train_step`` then receives ``{name: batch}``. Empty (the default): one tensor, one batch.
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type]
     kinds: ClassVar[tuple[str, ...]] = ("image",)
+    domains: ClassVar[tuple[str, ...]] = ()
+    #: (metric key, "min" | "max") that picks RUN/best during --eval-every
+    best_metric: ClassVar[tuple[str, str]] = ("fid_lenet", "min")
 
     def __init__(self, cfg: Any, spec: DataSpec) -> None:
         if spec.kind not in self.kinds:
             raise UsageError(f"recipe {self.name} needs {' or '.join(self.kinds)} data, got {spec.kind} data")
+        if tuple(spec.domains) != self.domains:
+            if self.domains:
+                raise UsageError(f"recipe {self.name} needs unpaired data with domains {' and '.join(self.domains)} "
+                                 "(ROOT/trainA and ROOT/trainB, or a built-in such as mnist2mnistm), "
+                                 f"got one-domain data ({spec.info.get('source', spec.kind)[:80]})")
+            raise UsageError(f"recipe {self.name} trains on one image set, but the data has domains "
+                             f"{', '.join(spec.domains)}; point --data at one domain (e.g. ROOT/trainA)")
         self.cfg = cfg
         self.spec = spec
         self.modules: dict[str, nn.Module] = {}
@@ -104,11 +122,30 @@ class Recipe:
         """Inputs for ``generate`` drawn from ``generator`` (CPU), e.g. latents z (n, z_dim)."""
         return torch.randn(n, self.cfg.z_dim, generator=generator)
 
+    def data_inputs(self, n: int, generator: torch.Generator, data: Any = None) -> Any:
+        """Inputs for ``generate`` and ``grid`` when a Dataset may be at hand: recipes whose inputs
+        are real images (a translator's) pick them from ``data``; the rest ignore it."""
+        return self.sample_inputs(n, generator)
+
     @torch.no_grad()
     def generate(self, modules: dict[str, nn.Module], inputs: Any) -> Tensor:
         """Samples for ``inputs`` with the given (possibly EMA) modules in eval mode."""
         device = next(modules["G"].parameters()).device
         return modules["G"](inputs.to(device))
+
+    @torch.no_grad()
+    def grid(self, modules: dict[str, nn.Module], inputs: Any) -> tuple[Tensor, int | None]:
+        """(images, images per row or None for a square grid) for the sample grid of ``inputs``."""
+        return self.generate(modules, inputs), None
+
+    def evaluate(self, modules: dict[str, nn.Module], data: Any, n: int, seed: int) -> dict[str, Any] | None:
+        """Recipe-specific metrics for ``--eval-every`` and ``gankit eval`` (modules in eval mode),
+        with a ``protocol`` entry; None: the engine's default image metrics (fid/IS/classes, lenet)."""
+        return None
+
+    def translate(self, modules: dict[str, nn.Module], x: Tensor, direction: str) -> Tensor:
+        """Images ``x`` ([-1, 1], (N, C, H, W)) mapped to the other domain (translators only)."""
+        raise UsageError(f"recipe {self.name} does not translate images (cyclegan does)")
 
     def export_modules(self) -> tuple[str, ...]:
         """Modules written to ``export/`` (the generator side is enough to sample)."""
