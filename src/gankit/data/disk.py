@@ -41,14 +41,22 @@ LAYOUT_HELP = (
      "or that images file itself; Fashion-MNIST uses the same names", "--data ~/fashion-mnist"),
     ("CIFAR-10", "the cifar-10-batches-py folder (data_batch_1..5) or its parent; read without pickle.load",
      "--data ~/cifar-10-batches-py"),
+    ("unpaired (CycleGAN)", "ROOT/trainA and ROOT/trainB image folders (two domains), optional testA/ testB "
+     "held out for sample grids and evaluation", "--data ~/horse2zebra"),
 )
+#: The unpaired two-domain layout (CycleGAN's datasets): required and optional sub-folders.
+UNPAIRED_TRAIN = ("trainA", "trainB")
+UNPAIRED_TEST = ("testA", "testB")
 _LAYOUTS = ("an image folder (" + " ".join(IMAGE_EXTS) + ", recursive), an MNIST idx folder or file "
-            "(train-images-idx3-ubyte[.gz]), or a CIFAR-10 cifar-10-batches-py folder or its parent")
+            "(train-images-idx3-ubyte[.gz]), a CIFAR-10 cifar-10-batches-py folder or its parent, "
+            "or an unpaired ROOT with trainA/ and trainB/")
 
 
 def load_path(name: str, path: Path, *, channels: int | None, size: int | None) -> Dataset:
     """Load the dataset at existing ``path``, detecting its layout (idx, then CIFAR, then images)."""
     if path.is_dir():
+        if any((path / d).is_dir() for d in (*UNPAIRED_TRAIN, *UNPAIRED_TEST)):
+            return _load_unpaired(name, path, channels=channels, size=size)
         if (idx := _find_idx(path)) is not None:
             return _load_idx(name, *idx, channels=channels, size=size)
         if (batches := _find_cifar(path)) is not None:
@@ -343,3 +351,45 @@ def _load_folder(name: str, root: Path, *, channels: int | None, size: int | Non
     source = f"image folder {root} ({n} images, shorter side resized to {size} and centre-cropped)"
     info = {"skipped": len(skipped), "first_skipped": skipped[0] if skipped else ""}
     return image_dataset(name, x, None, source, channels=channels, size=size, info=info, warnings=warns)
+
+
+# --- unpaired domains (CycleGAN) ---------------------------------------------------------------
+
+
+def _load_unpaired(name: str, root: Path, *, channels: int | None, size: int | None) -> Dataset:
+    """ROOT/trainA, trainB (required) and testA, testB (optional) as one two-domain Dataset.
+
+    Each folder is read like an image folder (recursive, unreadable files skipped and counted);
+    a missing trainA/trainB, or any of the four that holds no readable image, is an error naming it.
+    """
+    size = size or DEFAULT_FOLDER_SIZE
+    for sub in UNPAIRED_TRAIN:
+        if not (root / sub).is_dir():
+            present = ", ".join(d for d in (*UNPAIRED_TRAIN, *UNPAIRED_TEST) if (root / d).is_dir())
+            raise DataError(f"unpaired dataset {root} has no {sub}/ folder (found {present}); "
+                            "expected ROOT/trainA and ROOT/trainB, optionally testA and testB")
+    parts: dict[str, Dataset] = {}
+    for sub in (*UNPAIRED_TRAIN, *UNPAIRED_TEST):
+        folder = root / sub
+        if sub in UNPAIRED_TEST and not folder.is_dir():
+            continue
+        try:
+            parts[sub] = _load_folder(f"{name}/{sub}", folder, channels=None, size=size)
+        except DataError as err:  # the message names the folder; the list of --data layouts is noise here
+            raise DataError(f"{str(err).split('; --data takes')[0]}; every domain folder needs readable images") from None
+    xs, ranges, warns, start = [], {}, [], 0
+    for sub, ds in parts.items():
+        xs.append(ds.x)
+        ranges[sub] = (start, start + len(ds.x))
+        start += len(ds.x)
+        warns += [f"{sub}: {w}" for w in ds.warnings]
+    x = torch.cat(xs)
+    counts = ", ".join(f"{sub} {len(ds.x)}" for sub, ds in parts.items())
+    source = f"unpaired folders in {root} ({counts} images, shorter side resized to {size} and centre-cropped)"
+    if len(parts) < 4:
+        warns.append(f"{root} has no {' or '.join(d for d in UNPAIRED_TEST if d not in parts)}/: "
+                     "sample grids and evaluation use training images of that domain")
+    info = {"skipped": sum(ds.info.get("skipped", 0) for ds in parts.values()), "split": {k: list(v) for k, v in ranges.items()}}
+    return image_dataset(name, x, None, source, channels=channels, size=size, info=info, warnings=warns,
+                         domains={"A": ranges["trainA"], "B": ranges["trainB"]},
+                         held_out={d[-1]: ranges[d] for d in UNPAIRED_TEST if d in ranges})
