@@ -1,6 +1,8 @@
 """Every registered recipe passes the same contract on tiny data (build, step, sample, state,
 exact resume, export). A new recipe must add its tiny settings to TINY."""
 
+import copy
+
 import pytest
 import torch
 
@@ -17,6 +19,10 @@ TINY = {
     "gan-image": ("digits", ["hidden=16", "depth=1", "batch=8", "loss=minimax"]),
     "dcgan": ("digits", ["width=4", "batch=8", "ema=true", "r1_gamma=1"]),
     "dcgan-wgan": ("digits", ["width=4", "batch=8", "loss=wgan_gp", "k=2", "spectral_norm=true"]),
+    # 16 px, tiny nets; pool of 3 (full after 2 steps of batch 2, so resume crosses a full pool);
+    # an explicit lr schedule that decays within the 6 steps of the resume test
+    "cyclegan": ("mnist2mnistm", ["ngf=2", "ndf=2", "n_blocks=1", "size=16", "batch=2", "pool_size=3",
+                                  "schedule_steps=6", "decay_start=2"]),
 }
 
 
@@ -27,10 +33,17 @@ def test_every_recipe_has_a_tiny_setting():
 def make(case, steps=4, seed=0):
     data, sets = TINY[case]
     cls, hp, tcfg = resolve(case.split("-")[0], data=data, overrides=sets, steps=steps, seed=seed)
-    ds = load_data(tcfg.data, cls, hp, tcfg)
+    if case not in _DATA:  # loaded once per case: every test below builds several engines
+        _DATA[case] = load_data(tcfg.data, cls, hp, tcfg)
+    ds = copy.copy(_DATA[case])
     spec = DataSpec.from_dataset(ds)
     doc = {"recipe": cls.name, "hparams": to_dict(hp), "data_info": spec.to_dict()}
-    return Engine(cls(hp, spec), ds, tcfg, doc), spec
+    eng = Engine(cls(hp, spec), ds, tcfg, doc)
+    eng.test_data = ds
+    return eng, spec
+
+
+_DATA = {}
 
 
 def weights(eng):
@@ -62,7 +75,7 @@ def test_step_changes_only_trainable_params_and_logs_finite(case):
 
 def test_sample_shape_and_determinism(case):
     eng, spec = make(case)
-    inputs = eng.recipe.sample_inputs(5, torch.Generator().manual_seed(3))
+    inputs = eng.recipe.data_inputs(5, torch.Generator().manual_seed(3), eng.test_data)
     a, b = eng.generate(inputs), eng.generate(inputs)
     assert tuple(a.shape) == (5, *spec.shape) and torch.equal(a, b)
     if spec.kind == "image":
@@ -102,6 +115,6 @@ def test_export_roundtrip(case, tmp_path):
     export.write(tmp_path, recipe=eng.recipe.name, hparams=eng.doc["hparams"], spec=spec.to_dict(),
                  modules={n: mods[n] for n in eng.recipe.export_modules()}, meta={"step": eng.step})
     model = export.load(tmp_path)
-    inputs = eng.recipe.sample_inputs(4, torch.Generator().manual_seed(0))
+    inputs = eng.recipe.data_inputs(4, torch.Generator().manual_seed(0), eng.test_data)
     assert torch.equal(model.recipe.generate(model.recipe.modules, inputs), eng.generate(inputs))
-    assert torch.equal(model.sample(4, seed=0), eng.generate(inputs))
+    assert torch.equal(model.sample(4, seed=0, data=eng.test_data), eng.generate(inputs))

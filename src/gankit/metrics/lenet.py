@@ -36,11 +36,11 @@ HELD_OUT_PER_CLASS = 50
 
 
 class LeNet(nn.Module):
-    """x (B, 1, 32, 32) in [-1, 1] -> logits (B, 10); ``features`` gives the (B, 128) layer."""
+    """x (B, in_channels, 32, 32) in [-1, 1] -> logits (B, 10); ``features`` gives the (B, 128) layer."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5)  # (B, 32, 28, 28) -> pool (B, 32, 14, 14)
+        self.conv1 = nn.Conv2d(in_channels, 32, 5)  # (B, 32, 28, 28) -> pool (B, 32, 14, 14)
         self.conv2 = nn.Conv2d(32, 64, 5)  # (B, 64, 10, 10) -> pool (B, 64, 5, 5)
         self.fc1 = nn.Linear(64 * 5 * 5, 128)
         self.fc2 = nn.Linear(128, 10)
