@@ -22,6 +22,8 @@ examples:
   gankit train dcgan --data ~/faces --size 64 --channels 3 --set width=32 --set ema=true
   gankit train dcgan --out runs/mine --resume --steps 20000   # continue a run to 20k steps
   gankit train dcgan --data mnist --minutes 10 --eval-every 500  # FID curve + best export
+  gankit train cyclegan --data mnist2mnistm --minutes 10  # unpaired MNIST -> MNIST-M translation
+  gankit train cyclegan --data ~/horse2zebra --size 128 --steps 200000  # ROOT/trainA, trainB[, testA, testB]
   torchrun --nproc_per_node=2 -m gankit train dcgan --data mnist --steps 2000
 
 Settings for --set (and --config FILE.yaml) are listed per recipe by `gankit recipes`.
@@ -45,6 +47,14 @@ examples:
 pt_inception-2015-12-05-6726825d.pth, on disk (gankit never downloads it): pass
 --inception-weights PATH, set GANKIT_INCEPTION_WEIGHTS=PATH, or put it in the torch hub cache,
 $TORCH_HOME/hub/checkpoints/ (TORCH_HOME defaults to ~/.cache/torch).
+"""
+
+TRANSLATE_EXAMPLES = """\
+examples:
+  gankit translate runs/m2m digits/ --out translated/             # keeps file names (and sub-folders)
+  gankit translate runs/m2m a.png b.png --direction BtoA --out out.npz   # arr_0: uint8 (N,H,W,C), names
+
+Inputs are resized (shorter side) and centre-cropped to the side the run was trained at.
 """
 
 
@@ -75,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--size", help="image side in pixels (recipe default otherwise)")
     t.add_argument("--channels", help="1 or 3: convert images (native otherwise)")
     t.add_argument("--eval-every", dest="eval_every", metavar="N",
-                   help="every N steps: fid_lenet, is_lenet, classes_lenet to metrics.jsonl, best export to RUN/best")
+                   help="every N steps: fid_lenet, is_lenet, classes_lenet (cyclegan: content, cycle and fid "
+                        "scores) to metrics.jsonl, best export to RUN/best")
     t.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="settings file (flat key: value, or a run's config.yaml)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -108,6 +119,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", default="0", help="seed for the samples drawn from a run")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
+    tr = sub.add_parser("translate", help="translate images with a trained cyclegan run",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Map images from one domain of a cyclegan run to the other.",
+                        epilog=TRANSLATE_EXAMPLES)
+    tr.add_argument("run", help="run directory or export folder")
+    tr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    tr.add_argument("--direction", default="AtoB", help="AtoB (default, G_AB) or BtoA (G_BA)")
+    tr.add_argument("--out", required=True, help="DIR (one image per input, same names) or FILE.npz")
+
     sub.add_parser("datasets", help="list built-in datasets and the on-disk layouts --data reads")
     sub.add_parser("recipes", help="list recipes and their settings with defaults")
     return p
@@ -135,7 +155,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     how = {"steps": "reached its step budget", "minutes": "used its time budget",
            "interrupted": "was interrupted (checkpoint saved; continue with --resume)"}[res.reason]
     print(f"\ntraining {how} at step {res.step}")
-    quality = {k: res.last[k] for k in ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet") if k in res.last}
+    keys = ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet", "content_mnistm", "fid_mnistm",
+            "cycle_ABA", "cycle_BAB")
+    quality = {k: res.last[k] for k in keys if k in res.last}
     if quality:
         print("  sample quality:  " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in quality.items()))
     for label, path in (("samples", run / "samples" / "latest.png"), ("progress", run / "samples" / "progress.gif"),
@@ -143,7 +165,10 @@ def cmd_train(a: argparse.Namespace) -> int:
                         ("export", run / "export"), ("best", run / "best")):
         if path.exists():
             print(f"  {label:<9}{path}")
-    print(f"  sample more: gankit sample {run} --n 64 --out grid.png")
+    if a.recipe == "cyclegan":
+        print(f"  translate: gankit translate {run} INPUT... --direction AtoB --out DIR|FILE.npz")
+    else:
+        print(f"  sample more: gankit sample {run} --n 64 --out grid.png")
     return 130 if res.reason == "interrupted" else 0
 
 
@@ -220,6 +245,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         data_spec = data_spec or model.config.get("data", {}).get("name")
         if not data_spec:
             raise UsageError(f"cannot tell which data {src} was trained on; pass --data")
+        if model.recipe.domains:
+            return _eval_translator(a, model, data_spec, n, seed)
         fake = model.sample(n, seed=seed)
     data = load_dataset(data_spec)
     res = evaluate(fake, data, metrics, seed=seed, features=a.features, inception_weights=a.inception_weights)
@@ -236,6 +263,84 @@ def cmd_eval(a: argparse.Namespace) -> int:
         else:
             what = f"{p['features']} ({p['features_weights']}, sha256 {p['features_weights_sha256']})"
         print(f"protocol: {what}, {p['n_fake']} generated vs {p['n_real']} real images of {p['data']}")
+    return 0
+
+
+def _eval_translator(a: argparse.Namespace, model, data_spec: str, n: int, seed: int) -> int:  # noqa: ANN001
+    """``gankit eval`` of a cyclegan run: its held-out images, its own scores."""
+    import json
+
+    from gankit.data import load_dataset
+
+    if a.metrics is not None or a.features != "lenet":
+        raise UsageError(f"a {model.recipe.name} run is scored by content, cycle and fid in its own classifier's "
+                         "features; --metrics and --features do not apply")
+    C, H, _ = model.recipe.spec.shape
+    data = load_dataset(data_spec, channels=C, size=H)
+    if not data.domains:
+        raise UsageError(f"{data_spec} has one domain; a {model.recipe.name} run is scored on two-domain data "
+                         "(ROOT/trainA, trainB[, testA, testB] or mnist2mnistm)")
+    res = model.recipe.evaluate(model.recipe.modules, data, n, seed)
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    p = res["protocol"]
+    for k, v in res.items():
+        if k != "protocol":
+            print(f"{k:<18}{v:.4g}")
+    print(f"protocol: {p['n_A']} held-out A and {p['n_B']} held-out B images of {p['data']}"
+          + (f"; classifier of B: {p['features']}, held-out accuracy {p['features_held_out_accuracy']:.3f}" if "features" in p else ""))
+    baseline = {k.removeprefix("untranslated_"): v for k, v in p.items() if k.startswith("untranslated_")}
+    if baseline:
+        print("untranslated A:   " + "  ".join(f"{k} {v:.4g}" for k, v in baseline.items()))
+    return 0
+
+
+def cmd_translate(a: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from gankit import load, viz
+    from gankit.data.disk import read_images
+    from gankit.engine.checkpoint import atomic_write
+
+    if a.direction not in ("AtoB", "BtoA"):
+        raise UsageError(f"--direction must be AtoB or BtoA, got {a.direction!r}")
+    out = Path(a.out)
+    npz = out.suffix.lower() == ".npz"
+    if npz and not out.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {out.parent}")
+    if not npz and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder or a FILE.npz")
+    model = load(a.run)
+    if not model.recipe.domains:
+        raise UsageError(f"{a.run} is a {model.recipe.name} run; only cyclegan runs translate images")
+    C, H, _ = model.recipe.spec.shape
+    images, names, warns = read_images(a.inputs, H)
+    for w in warns:
+        logging.getLogger("gankit").warning("%s", w)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2)
+    if C == 1:
+        from gankit.data.dataset import to_channels
+
+        x = to_channels(x, 1)
+    arr = viz.to_uint8(model.translate(x, a.direction)).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    if npz:
+        atomic_write(out, lambda f: np.savez_compressed(f, arr_0=arr, names=np.array(names)))
+    else:
+        formats = Image.registered_extensions()
+        for img, name in zip(arr, names):
+            path = out / name
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UsageError(f"cannot create output folder {path.parent}: {err.strerror or err}") from None
+            pil = Image.fromarray(img[..., 0] if C == 1 else img)
+            fmt = formats.get(path.suffix.lower(), "PNG")
+            extra = {"quality": 95} if fmt == "JPEG" else {}
+            atomic_write(path, lambda f, im=pil, fm=fmt, kw=extra: im.save(f, format=fm, **kw))
+    print(f"translated {len(names)} images {a.direction} to {out}")
     return 0
 
 
@@ -260,7 +365,8 @@ def cmd_recipes(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "datasets": cmd_datasets, "recipes": cmd_recipes}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "translate": cmd_translate,
+            "datasets": cmd_datasets, "recipes": cmd_recipes}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -393,3 +393,52 @@ def _load_unpaired(name: str, root: Path, *, channels: int | None, size: int | N
     return image_dataset(name, x, None, source, channels=channels, size=size, info=info, warnings=warns,
                          domains={"A": ranges["trainA"], "B": ranges["trainB"]},
                          held_out={d[-1]: ranges[d] for d in UNPAIRED_TEST if d in ranges})
+
+
+# --- images to translate -----------------------------------------------------------------------
+
+
+def read_images(inputs: list[str], size: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """Image files and folders (searched recursively) -> (uint8 (N, size, size, 3), names, warnings).
+
+    Each image is read like a training image (EXIF rotation, alpha over white, shorter side
+    resized to ``size``, centre crop). A name is the file name for a file given directly and the
+    path below the folder for a folder's images. A missing input, an unreadable file given
+    directly, two images with one name, or no image at all is a :class:`DataError`; unreadable
+    files inside a folder are skipped and counted in the warnings.
+    """
+    paths: list[tuple[str, str, bool]] = []  # (path, name, given directly)
+    for raw in inputs:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            files, bad_dirs = _list_images(p)
+            if not files:
+                raise DataError(f"no image files in {p} (looked for {' '.join(IMAGE_EXTS)} recursively)")
+            paths += [(f, os.path.relpath(f, p), False) for f in files]
+        elif p.is_file():
+            paths.append((str(p), p.name, True))
+        else:
+            raise DataError(f"no such image file or folder: {p}")
+    seen: dict[str, str] = {}
+    for path, name, _ in paths:
+        if name in seen:
+            raise DataError(f"two inputs would be written as {name}: {seen[name]} and {path}; translate them separately")
+        seen[name] = path
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    names: list[str] = []
+    skipped: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for path, name, direct in paths:
+            try:
+                out[len(names)] = _read_image(path, size)
+                names.append(name)
+            except (_Skip, *_UNREADABLE) as err:
+                reason = str(err) if isinstance(err, _Skip) else _reason(err)
+                if direct:
+                    raise DataError(f"cannot read image {path}: {reason}") from None
+                skipped.append(f"{path}: {reason}")
+    if not names:
+        raise DataError(f"no readable image among the inputs ({len(skipped)} skipped, first: {skipped[0]})")
+    warns = [f"{len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} skipped (first: {skipped[0]})"] if skipped else []
+    return out[: len(names)], names, warns
