@@ -249,6 +249,17 @@ def bad_input(work: Path) -> Case:
         else:
             ok = one_line_error(r, 2, str(folder)) and not out.exists()
             case.check(ok, f"{name}: rc {r.returncode}: {r.stderr.strip()[-200:]}")
+    # unpaired (CycleGAN) roots: a domain folder that is missing, or holds no image
+    for label, subs in (("missing_trainB", ("trainA", "testA")), ("empty_trainB", ("trainA", "trainB"))):
+        root = work / f"unpaired_{label}"
+        for sub in subs:
+            (root / sub).mkdir(parents=True)
+        for i in range(3):
+            (root / "trainA" / f"{i}.png").write_bytes((folders["mixed"] / "good0.png").read_bytes())
+        out = work / f"run_{label}"
+        r = gankit("train", "cyclegan", "--data", str(root), "--out", str(out), "--steps", "1", "--size", "16",
+                   "--set", "ngf=2", "--set", "ndf=2", "--set", "n_blocks=1")
+        case.check(one_line_error(r, 2, "trainB") and not out.exists(), f"{label}: rc {r.returncode}: {r.stderr.strip()[-200:]}")
     for args, fragment in [
         (["--set", "nosuchkey=1"], "unknown setting"), (["--set", "lr=fast"], "bad value for lr"),
         (["--set", "ema=2"], "bad value for ema"), (["--steps", "-3"], "positive"), (["--steps", "0"], "positive"),
