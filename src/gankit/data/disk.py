@@ -53,7 +53,7 @@ _LAYOUTS = ("an image folder (" + " ".join(IMAGE_EXTS) + ", recursive), an MNIST
 
 
 def load_path(name: str, path: Path, *, channels: int | None, size: int | None) -> Dataset:
-    """Load the dataset at existing ``path``, detecting its layout (idx, then CIFAR, then images)."""
+    """Load the dataset at existing ``path``, detecting its layout (unpaired, idx, CIFAR, then images)."""
     if path.is_dir():
         if any((path / d).is_dir() for d in (*UNPAIRED_TRAIN, *UNPAIRED_TEST)):
             return _load_unpaired(name, path, channels=channels, size=size)
