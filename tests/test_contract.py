@@ -19,6 +19,7 @@ TINY = {
     "gan-image": ("digits", ["hidden=16", "depth=1", "batch=8", "loss=minimax"]),
     "dcgan": ("digits", ["width=4", "batch=8", "ema=true", "r1_gamma=1"]),
     "dcgan-wgan": ("digits", ["width=4", "batch=8", "loss=wgan_gp", "k=2", "spectral_norm=true"]),
+    "dcgan-aug": ("digits", ["width=4", "batch=8", "augment=translation,cutout", "ema=false", "lr=2e-4"]),
     # 16 px, tiny nets; pool of 3 (full after 2 steps of batch 2, so resume crosses a full pool);
     # an explicit lr schedule that decays within the 6 steps of the resume test
     "cyclegan": ("mnist2mnistm", ["ngf=2", "ndf=2", "n_blocks=1", "size=16", "batch=2", "pool_size=3",

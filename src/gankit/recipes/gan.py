@@ -34,6 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from gankit.augment import diff_augment
 from gankit.errors import UsageError
 from gankit.losses import LOSSES, gradient_penalty, r1_penalty
 from gankit.models.gan import MLPDiscriminator, MLPGenerator
@@ -97,6 +98,8 @@ class GANRecipe(Recipe):
             "G": torch.optim.Adam(G.parameters(), lr=c.lr, betas=tuple(c.betas)),
         }
 
+    augment_policy: tuple[str, ...] = ()  # DiffAugment policy (set by image recipes)
+
     def _packed_D(self, x: Tensor) -> Tensor:
         """D on groups of ``pac`` samples (Lin et al. 2018, arXiv:1712.04086): (B, ...) -> (B/pac,)."""
         pac = getattr(self.cfg, "pac", 1)
@@ -105,6 +108,9 @@ class GANRecipe(Recipe):
     def train_step(self, ctx: StepContext, batch: Tensor) -> dict[str, Tensor]:
         c = self.cfg
         G, D = self.modules["G"], self._packed_D
+        policy = self.augment_policy
+        if policy:  # DiffAugment: D sees real and fake through the same random transforms
+            D = lambda x: self._packed_D(diff_augment(x, policy, ctx.rand(x.shape[0], 2 * len(policy))))  # noqa: E731
         d_loss_fn, g_loss_fn = LOSSES[c.loss]
         B = batch.shape[0]
         fake = G(ctx.randn(B, c.z_dim))  # kept with its graph for the G step below
