@@ -95,7 +95,6 @@ def kill_and_resume(work: Path, kills: int, steps: int = 120, seed: int = 0) -> 
     while case.tried < kills:
         p = subprocess.Popen([*GANKIT, *KILL_RUN, "--steps", str(steps), "--out", str(run), *(["--resume"] if started else [])],
                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        started = True
         want_mid_write = case.tried % 2 == 1
         deadline = time.monotonic() + rng.uniform(1.5, 4.0)
         while p.poll() is None and time.monotonic() < deadline + (5 if want_mid_write else 0):
@@ -106,6 +105,9 @@ def kill_and_resume(work: Path, kills: int, steps: int = 120, seed: int = 0) -> 
             break
         p.kill()
         p.wait()
+        # A kill that lands before the run wrote its config (slow start-up on a loaded machine) leaves
+        # no run to resume: as a user would, start it again without --resume.
+        started = (run / "config.yaml").exists()
         in_write = any((run / "checkpoints").glob(".step_*.tmp-*"))
         mid_write += in_write
         now = latest_step(run)
