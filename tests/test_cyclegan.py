@@ -76,20 +76,26 @@ def test_unpaired_folder_layout_and_errors(tmp_path):
 # -- networks, pool, schedule ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size,layers,rf,out", [(32, 1, 16, 14), (64, 2, 34, 14), (128, 3, 70, 14), (256, 3, 70, 30)])
-def test_patchgan_size_and_receptive_field(size, layers, rf, out, monkeypatch):
-    import gankit.models.cyclegan as m
-
-    assert default_d_layers(size) == layers and patch_size(layers) == rf
+@pytest.mark.parametrize("size,layers,out", [(16, 1, 6), (32, 2, 6), (64, 3, 6), (128, 3, 14), (256, 3, 30)])
+def test_patchgan_depth_and_score_map_follow_the_image(size, layers, out):
+    assert default_d_layers(size) == layers and (patch_size(layers) >= size or layers == 3)
     D = PatchDiscriminator(1, ndf=2, layers=layers)
     assert sum(isinstance(x, torch.nn.InstanceNorm2d) for x in D.modules()) == layers
+    assert D(torch.randn(1, 1, size, size)).shape == (1, 1, out, out)
+
+
+@pytest.mark.parametrize("layers,rf", [(1, 16), (2, 34), (3, 70)])
+def test_patchgan_receptive_field(layers, rf, monkeypatch):
+    import gankit.models.cyclegan as m
+
+    assert patch_size(layers) == rf
     # instance norm couples every pixel through its statistics: measure the field without it
     monkeypatch.setattr(m, "_norm", lambda ch: torch.nn.Identity())
     D = PatchDiscriminator(1, ndf=2, layers=layers)
-    x = torch.randn(1, 1, size, size, requires_grad=True)
+    x = torch.randn(1, 1, 160, 160, requires_grad=True)
     y = D(x)
-    assert y.shape == (1, 1, out, out)
-    y[0, 0, out // 2, out // 2].backward()  # the input pixels one central score depends on
+    c = y.shape[-1] // 2
+    y[0, 0, c, c].backward()  # the input pixels one central score depends on
     rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
     assert rows.max() - rows.min() + 1 == rf
 

@@ -12,9 +12,12 @@ LeakyReLU 0.2, instance norm except on C64, the first three with stride 2 and C5
 then a 4x4 stride-1 conv to one channel: a map of real/fake scores, each output seeing a 70x70
 patch. ``layers`` (:func:`default_d_layers`) is the number of stride-2 convs; the receptive field
 is ``patch_size(layers)`` = 16, 34, 70 for 1, 2, 3 (``rf = 2 * rf + 2`` per stride-2 layer from
-7). Deviation for small images: gankit keeps the deepest PatchGAN (at most the paper's 3 layers)
-whose patch fits inside the image, so 32 px images get 16x16 patches (a 14x14 score map) and
-64 px images 34x34 patches; from 70 px on it is the paper's 70x70 (256 px: a 30x30 map).
+7). Deviation for small images: gankit takes the shallowest PatchGAN whose patch covers the
+whole image, at most the paper's 3 layers: 16 px images get 16x16 patches, 32 px images 34x34
+patches (a 6x6 score map, each score seeing the whole digit), and from 64 px on it is the paper's
+70x70 (256 px: a 30x30 map). On mnist2mnistm (32 px, 10 minutes) 16x16 patches let the
+generators texture thin strokes until 1s read as 8s: content 0.892, fid_mnistm 121; 34x34
+patches: content 0.966, fid_mnistm 93.
 
 Weights are initialised N(0, 0.02) as in the reference implementation (``init_type=normal``).
 Instance norm has no affine parameters and no running statistics (the reference's
@@ -40,8 +43,8 @@ def patch_size(layers: int) -> int:
 
 
 def default_d_layers(size: int) -> int:
-    """The deepest PatchGAN (1 to 3 stride-2 layers, the paper's 3 at most) whose patch fits the image."""
-    return max([n for n in (1, 2, 3) if patch_size(n) <= size] or [1])
+    """The shallowest PatchGAN (1 to 3 stride-2 layers) whose patch covers the image; 3 (70x70) above 70 px."""
+    return min([n for n in (1, 2, 3) if patch_size(n) >= size] or [3])
 
 
 def _norm(ch: int) -> nn.Module:
@@ -90,7 +93,7 @@ class ResnetGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """image (B, C, S, S) -> patch scores (B, 1, S', S') (raw: LSGAN regresses them to 0 / 1).
 
-    S' = S / 2**layers - 2 (layers=3: 256 -> 30, 128 -> 14; layers=1: 32 -> 14).
+    S' = S / 2**layers - 2 (layers=3: 256 -> 30, 128 -> 14, 64 -> 6; layers=2: 32 -> 6).
     """
 
     def __init__(self, channels: int, ndf: int = 64, layers: int = 3) -> None:

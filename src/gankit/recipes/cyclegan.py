@@ -25,8 +25,9 @@ paper's ngf = ndf = 64, batch 1 reached 1,860 steps on 2 threads and content 0.9
 307 (untranslated digits: 452); ngf = ndf = 32, batch 4 on *one* thread reached 795 steps and
 content 0.936, fid_mnistm 119 (both measured with an evaluation classifier trained on one photo
 patch per digit, before ``MNISTM_BLENDS``); at batch 1 and width 32 (1 thread, 5 minutes) content
-was 0.902. With these defaults on the final data, 10 minutes on 2 threads: 2,638 steps, content
-0.892, fid_mnistm 121 (untranslated 218), short of the 0.95 content aimed for (see README).
+was 0.902. With these defaults on the final data, 10 minutes on 2 threads: 2,130 steps, content
+0.966, fid_mnistm 92.9 (untranslated digits 0.974, 218); with 16x16 instead of 34x34 patches
+(``d_layers=1``, the previous default) 2,638 steps, content 0.892, fid_mnistm 121.
 ``--set ngf=64 --set ndf=64 --batch 1`` gives the paper's settings back.
 
 Learning rate: constant, then linear decay to zero (the paper: 100 epochs + 100 epochs).
@@ -36,8 +37,8 @@ Learning rate: constant, then linear decay to zero (the paper: 100 epochs + 100 
 ``--steps`` stretches the rest of a ``--steps``-derived schedule; give ``schedule_steps`` to fix it.
 
 Deviations: steps, not epochs, for the schedule (the two domains have different sizes); for
-images under 70 px the PatchGAN has fewer stride-2 layers so that its patch fits the image (32 px:
-16x16 patches; see ``gankit.models.cyclegan``); the history pools draw their randomness from the
+images under 64 px the PatchGAN has fewer stride-2 layers, its patch just covering the image
+(32 px: 34x34 patches; see ``gankit.models.cyclegan``); the history pools draw their randomness from the
 training RNG (``ctx.rand``) and are part of the checkpoint, so a resumed run is bit-identical.
 """
 
@@ -69,7 +70,7 @@ class CycleGANConfig:
     ngf: int = 32  # generator width (channels after c7s1); the paper: 64
     ndf: int = 32  # discriminator width (channels of C64); the paper: 64
     n_blocks: int | None = None  # residual blocks; None: 6 up to 128 px, 9 above (the paper)
-    d_layers: int | None = None  # PatchGAN stride-2 layers; None: the deepest whose patch fits (3 = 70x70)
+    d_layers: int | None = None  # PatchGAN stride-2 layers; None: the shallowest whose patch covers the image (3 = 70x70 at most)
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5  # relative to lambda_cycle (0.5 -> weight 5); 0 = off
     pool_size: int = 50  # fakes kept per discriminator; 0 = D sees only the newest fakes
