@@ -88,12 +88,9 @@ class DCGANRecipe(GANRecipe):
             return cfg.size
         return max(16, 1 << (native - 1).bit_length())  # next power of two: 28 -> 32, 8 -> 16
 
-    @property
-    def augment_policy(self) -> tuple[str, ...]:
-        return parse_policy(self.cfg.augment)
-
     def build(self, device: torch.device) -> None:
         c = self.cfg
+        self.augment_policy = parse_policy(c.augment)  # parsed once, read every step
         C, H, W = self.spec.shape
         if H != W:
             raise UsageError(f"dcgan needs square images, got {H}x{W}")
