@@ -158,7 +158,8 @@ dist.all_gather(out, flat)
 assert torch.equal(out[0], out[1]), "ranks diverged"
 assert eng.sampler.batch == 8
 print("RANK_OK", dist.get_rank())
-dist.destroy_process_group()
+from gankit.engine.dist import shutdown
+shutdown()  # barrier, then destroy: no rank tears down while a peer is mid-collective
 """
 
 

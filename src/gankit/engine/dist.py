@@ -97,4 +97,8 @@ def barrier(world: int) -> None:
 
 def shutdown() -> None:
     if tdist.is_initialized():
+        # Every rank reaches this point before any tears the group down: a rank that destroys it
+        # while a peer's gloo thread is still mid-collective aborts at exit ("terminate called
+        # without an active exception", seen in a fresh-clone test run).
+        tdist.barrier()
         tdist.destroy_process_group()
