@@ -27,12 +27,15 @@ _SOURCE = {
     "gray levels 0..16 scaled to 0..255",
     "ring8": "8 Gaussians evenly spaced on a circle of radius 2, std 0.02",
     "grid25": "5x5 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
+    "shapes": "one coloured circle/square/triangle on a flat background, generated from the seed, "
+    "5 captions each (gankit.data.shapes)",
 }
 _SHAPE = {
     "mnist": "5,000 x 1x28x28 uint8, labels 0-9",
     "digits": "1,797 x 1x8x8 uint8, labels 0-9",
     "ring8": f"{TOY_POINTS:,} x 2 float32 points",
     "grid25": f"{TOY_POINTS:,} x 2 float32 points",
+    "shapes": "9,720 x 3x64x64 uint8 (--size sets the side), captions",
 }
 #: Built-in dataset names -> one-line description (read-only by convention).
 BUILTIN: dict[str, str] = {name: f"{_SHAPE[name]}: {_SOURCE[name]}" for name in _SOURCE}
@@ -76,6 +79,8 @@ def load_builtin(name: str, *, channels: int | None, size: int | None, seed: int
         return image_dataset(name, x, y, _SOURCE[name], channels=channels, size=size)
     if name in ("ring8", "grid25"):
         return _toy(name, seed)
+    if name == "shapes":
+        return _shapes(channels=channels, size=size, seed=seed)
     raise UsageError(f"unknown built-in dataset {name!r}: expected one of {', '.join(BUILTIN)}")
 
 
@@ -88,3 +93,17 @@ def _toy(name: str, seed: int) -> Dataset:
     source = f"{_SOURCE[name]}, {TOY_POINTS:,} points (seed {seed})"
     info = {"source": source, "n": TOY_POINTS, "modes": modes.tolist(), "std": std}
     return Dataset(name=name, kind="points", x=x, labels=None, info=info, warnings=[])
+
+
+def _shapes(*, channels: int | None, size: int | None, seed: int) -> Dataset:
+    from gankit.data import shapes
+
+    side = size or shapes.DEFAULT_SIZE
+    x, attrs, captions = shapes.generate(side, seed)
+    source = f"{_SOURCE['shapes']}, {side}x{side}, seed {seed}"
+    info = {"attributes": {k: list(v) for k, v in shapes.ATTRIBUTES.items()}, "seed": seed,
+            "captions_per_image": shapes.CAPTIONS_PER_IMAGE,
+            "example_captions": shapes.example_captions()}
+    ds = image_dataset("shapes", x, None, source, channels=channels, size=side, info=info)
+    ds.captions, ds.attributes = captions, attrs
+    return ds

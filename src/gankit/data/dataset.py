@@ -26,6 +26,15 @@ class Dataset:
     ``x`` is uint8 ``(N, C, H, W)`` for ``kind == 'image'`` and float32 ``(N, 2)`` for
     ``kind == 'points'``; ``labels`` is int64 ``(N,)`` when the source has class labels.
     ``info`` is JSON-serialisable (it is written into run metadata).
+
+    Optional extras (empty for plain image/point data):
+
+    - ``captions``: per item, its caption strings (captioned data such as ``shapes``, CUB).
+    - ``attributes``: int64 ``(N, A)`` ground-truth attributes (``shapes``; names in ``info``).
+    - ``aligned``: tensors whose first dimension is aligned with ``x``; the engine's sampler
+      yields them with each batch (e.g. caption embeddings a recipe conditions on).
+    - ``frozen``: state dicts of modules a recipe builds from this data and keeps frozen (the
+      text encoder that produced ``aligned`` embeddings); the engine loads them after ``build``.
     """
 
     name: str
@@ -34,6 +43,10 @@ class Dataset:
     labels: torch.Tensor | None = field(repr=False)
     info: dict
     warnings: list[str] = field(default_factory=list)
+    captions: list[list[str]] | None = field(default=None, repr=False)
+    attributes: torch.Tensor | None = field(default=None, repr=False)
+    aligned: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    frozen: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # Other modules construct Datasets too; fail at construction, not deep inside training.
@@ -48,6 +61,12 @@ class Dataset:
         if self.labels is not None and (self.labels.dtype != torch.int64 or self.labels.shape != self.x.shape[:1]):
             got = f"{self.labels.dtype} {tuple(self.labels.shape)}"
             raise ValueError(f"labels must be int64 ({self.x.shape[0]},), got {got}")
+        n = self.x.shape[0]
+        if self.captions is not None and len(self.captions) != n:
+            raise ValueError(f"captions must hold one list per item ({n}), got {len(self.captions)}")
+        for key, t in self.aligned.items():
+            if t.shape[:1] != (n,):
+                raise ValueError(f"aligned tensor {key!r} must have {n} rows, got {tuple(t.shape)}")
         self.x = self.x.contiguous()
 
     @property

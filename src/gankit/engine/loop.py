@@ -41,10 +41,16 @@ class BatchSampler:
 
     Each rank walks its own shard (every ``world``-th item); the last partial batch of an epoch is
     dropped. Images stay uint8 on the device and become float in [-1, 1] per batch.
+
+    ``aligned`` tensors (first dimension aligned with ``x``, e.g. caption embeddings) are indexed
+    with the same ids: the batch is then a dict ``{"x": images, **aligned rows}``. Without them
+    the batch is the image tensor itself and the random draws are unchanged.
     """
 
-    def __init__(self, x: Tensor, batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, x: Tensor, batch: int, seed: int, rank: int = 0, world: int = 1,
+                 aligned: dict[str, Tensor] | None = None) -> None:
         self.x = x
+        self.aligned = dict(aligned or {})
         self.index = torch.arange(rank, x.shape[0], world)
         if batch > len(self.index):
             raise UsageError(
@@ -64,7 +70,10 @@ class BatchSampler:
         ids = self.perm[self.pos : self.pos + self.batch].to(self.x.device, non_blocking=True)
         self.pos += self.batch
         b = self.x[ids]
-        return b.float().mul_(2.0 / 255.0).sub_(1.0) if b.dtype == torch.uint8 else b
+        b = b.float().mul_(2.0 / 255.0).sub_(1.0) if b.dtype == torch.uint8 else b
+        if self.aligned:
+            return {"x": b, **{k: v[ids] for k, v in self.aligned.items()}}
+        return b
 
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
@@ -109,6 +118,8 @@ class Engine:
 
         torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
         recipe.build(self.device)
+        for name, weights in getattr(data, "frozen", {}).items():  # e.g. a pretrained text encoder
+            recipe.modules[name].load_state_dict(weights)
         self._all_modules_tensors = [t for m in recipe.modules.values() for t in (*m.parameters(), *m.buffers())]
         dist.broadcast_(self._all_modules_tensors, self.dist.world)
         self._opt_params = {
@@ -120,7 +131,8 @@ class Engine:
         per_rank = recipe.batch_size // self.dist.world
         if per_rank * self.dist.world != recipe.batch_size:
             raise UsageError(f"batch {recipe.batch_size} is not divisible by {self.dist.world} processes")
-        self.sampler = BatchSampler(data.x.to(self.device), per_rank, tcfg.seed, self.dist.rank, self.dist.world)
+        aligned = {k: v.to(self.device) for k, v in getattr(data, "aligned", {}).items()}
+        self.sampler = BatchSampler(data.x.to(self.device), per_rank, tcfg.seed, self.dist.rank, self.dist.world, aligned)
         self.grid_inputs = recipe.sample_inputs(tcfg.grid_n, torch.Generator().manual_seed(tcfg.seed))
 
     # -- StepContext ------------------------------------------------------------------------------
@@ -243,7 +255,8 @@ class Engine:
             viz.save_points(pts.cpu()[:2000], path, real=self.data.x[:2000], modes=modes, std=std, title=title)
         else:
             out = self.generate(self.grid_inputs).cpu()
-            viz.save_grid(out, path, upscale=max(1, 64 // out.shape[-1]))
+            if out.dim() == 4:  # recipes that generate no images (a text encoder) have no grid
+                viz.save_grid(out, path, upscale=max(1, 64 // out.shape[-1]), nrow=getattr(self.recipe, "grid_nrow", None))
         return metrics
 
     def _checkpoint(self) -> None:
@@ -317,6 +330,8 @@ class Engine:
     def _plots(self) -> None:
         from gankit import viz
 
+        if not self.run.metrics.exists():  # an event before the first log line
+            return
         records = [r for r in viz.read_jsonl(self.run.metrics) if "event" not in r]
         loss_keys = sorted({k for r in records for k in r if k.startswith(("loss_", "D_"))})
         eval_keys = sorted({k for r in records for k in r if k in ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet")})
