@@ -51,7 +51,12 @@ def ensure_encoder(encoder: str, *, data: str, ds: Any, seed: int, size: int | N
             raise UsageError(f"encoder={encoder} is a {doc.get('recipe')} run, not a text-encoder run "
                              "(train one with `gankit train text-encoder --data ...`)")
         return folder
+    from gankit.recipes.text_encoder import TextEncoderConfig
+
     sets = [o for o in overrides if o]
+    n = int(ds.x.shape[0])
+    if n < TextEncoderConfig.batch and not any(o.startswith("batch=") for o in sets):
+        sets.append(f"batch={n}")  # tiny datasets: the whole set is one batch
     key_doc = {"version": VERSION, "data": ds.fingerprint, "captions": captions_hash(ds.captions), "steps": steps,
                "overrides": sets, "seed": seed, "channels": channels}
     key = _sha(json.dumps(key_doc, sort_keys=True).encode())[:16]

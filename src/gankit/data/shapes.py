@@ -74,7 +74,10 @@ HELD_OUT_TEMPLATES = (
     "a picture of a {shape} that is {colour} and {size}, on {background}",
     "the {shape} is {colour} and {size}; background {background}",
     "{colour} {shape} {position} over a {background} background, {size}",
+    "i see a {colour} {shape} against a {background} background",  # size and position open
 )
+#: the held-out caption whose open attributes (size, position) show sample diversity
+DIVERSITY_TEMPLATE = HELD_OUT_TEMPLATES[-1]
 
 
 def mentioned(template: str) -> tuple[str, ...]:
