@@ -71,9 +71,11 @@ def ensure_encoder(encoder: str, *, data: str, ds: Any, seed: int, size: int | N
 
     resume = RunDir(run).has_state()
     log.info("text encoder: training a char-CNN-RNN for %d steps on %s into %s (once; cached)", steps, data, run)
-    train("text-encoder", out=run, resume=resume, data=data, seed=seed, size=size, channels=channels, steps=steps,
+    res = train("text-encoder", out=run, resume=resume, data=data, seed=seed, size=size, channels=channels, steps=steps,
           overrides=[*sets, "progress=false", f"checkpoint_every={max(steps // 4, 1)}", f"sample_every={steps}",
                      "log_every=100"])
+    if res.reason == "interrupted":  # Ctrl-C / SIGTERM: stop here too; the next run resumes the encoder
+        raise KeyboardInterrupt
     return run / "export"
 
 

@@ -21,8 +21,8 @@ G minimises -log s_f (the non-saturating form, as the authors' code does) plus t
 Adam lr 2e-4, β1 0.5, batch 64, z 100-d, as in the paper.
 
 Deviations, each for a 2-core CPU: images 32x32 by default (paper 64x64; ``--size 64`` gives
-the paper's nets), ``width`` 64 (ngf = ndf); text embedding 256-d from gankit's own smaller
-char-CNN-RNN (paper 1024-d); one caption per image per step (the authors' code averages four
+the paper's input size), ``width`` 32 for both nets (the authors' code: ngf 128, ndf 64); text
+embedding 128-d from gankit's own smaller char-CNN-RNN (paper 1024-d); one caption per image per step (the authors' code averages four
 caption embeddings); the wrong caption is the next image's caption in the shuffled minibatch
 (it can describe the same attributes by chance); the GAN-INT partner t2 is the minibatch
 reversed. ``ema=true`` (off-paper, default; Yazıcı et al. 2019): samples come from an exponential
@@ -53,7 +53,7 @@ class Text2ImageConfig:
     variant: Literal["gan", "cls", "int", "int_cls"] = "int_cls"
     z_dim: int = 100
     t_dim: int = 128  # compressed text embedding (the paper's 128)
-    width: int = 64  # ngf = ndf
+    width: int = 32  # ngf = ndf (the authors' code: ngf 128, ndf 64 at 64x64)
     beta: float = 0.5  # GAN-INT interpolation weight
     lr: float = 2e-4
     betas: tuple[float, ...] = (0.5, 0.999)
@@ -62,7 +62,7 @@ class Text2ImageConfig:
     ema_decay: float = 0.999
     size: int = 32  # image side (power of two >= 16); the paper uses 64
     encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
-    encoder_steps: int = 1500  # steps of the encoder trained by encoder=auto
+    encoder_steps: int = 1000  # steps of the encoder trained by encoder=auto
     encoder_overrides: tuple[str, ...] = ()  # text-encoder settings for encoder=auto, e.g. emb_dim=128
 
     def validate(self) -> None:

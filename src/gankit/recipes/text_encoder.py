@@ -13,9 +13,9 @@ every image its own class (instance-level matching).
 
 Deviations: θ(v) is a small CNN learned from scratch (the paper uses fixed GoogLeNet features,
 which are not available offline); the char-CNN has two conv+pool stages and a GRU (the paper:
-three, and an RNN/LSTM), widths sized for a CPU; embeddings are 256-d (the paper: 1024); Adam
-lr 1e-3 (the paper: RMSprop 2e-4, 300 epochs); the hinges are averaged over the minibatch's
-negatives (see ``sje_loss``).
+three, and an RNN/LSTM), widths sized for a CPU; embeddings are 128-d (the paper: 1024; the GAN
+compresses them to 128 anyway); Adam lr 1e-3 (the paper: RMSprop 2e-4, 300 epochs); the hinges
+are averaged over the minibatch's negatives (see ``sje_loss``).
 
 ``gankit train text-encoder --data shapes|PATH`` trains one; ``text2image`` trains one itself
 when none is given. Its export holds ``T`` (text) and ``V`` (image); ``text2image`` uses ``T``
@@ -41,9 +41,9 @@ VERSION = "char-cnn-rnn-v1"
 @dataclass
 class TextEncoderConfig:
     max_chars: int = 128  # characters read per caption (Reed: 201)
-    text_width: int = 128  # channels of the first temporal convolution (the second has twice)
-    text_hidden: int = 256  # GRU units
-    emb_dim: int = 256  # joint embedding size (Reed: 1024)
+    text_width: int = 64  # channels of the first temporal convolution (the second has twice)
+    text_hidden: int = 128  # GRU units
+    emb_dim: int = 128  # joint embedding size (Reed: 1024)
     image_width: int = 32  # channels of the image encoder's first convolution
     margin: float = 1.0
     lr: float = 1e-3
@@ -101,6 +101,9 @@ class TextEncoderRecipe(Recipe):
         if not ds.captions:
             raise UsageError(f"{cls.name} needs captioned data (shapes, CUB, Oxford-102 or a folder with a .txt "
                              f"per image); {ds.name} has no captions")
+        if tcfg.eval_every:
+            raise UsageError("--eval-every scores generated images; a text encoder generates none (its log has "
+                             "retrieval_top1; evaluate the text2image run trained with it)")
         codes, n = caption_tokens(ds.captions, cfg.max_chars)
         ds.aligned = {"tokens": codes, "n_caps": n, "cls": caption_classes(ds)}
         return ds
