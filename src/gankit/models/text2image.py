@@ -12,21 +12,28 @@ D(x, φ(t)): the DCGAN discriminator's convolutions down to 4x4; φ(t) is compre
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, num_stages
 
 
 class TextProjection(nn.Module):
-    """φ(t) (B, E) -> compressed (B, t_dim): FC + LeakyReLU(0.2)."""
+    """φ(t) (B, E) -> compressed (B, t_dim): FC + LeakyReLU(0.2).
+
+    φ(t) is first rescaled to norm sqrt(E) (unit variance per component): the joint-embedding
+    loss leaves its scale arbitrary (gankit's encoders give norms well below 1), and a tiny text
+    input lets G ignore the caption early on. Not in the paper.
+    """
 
     def __init__(self, emb_dim: int, t_dim: int) -> None:
         super().__init__()
         self.fc = nn.Linear(emb_dim, t_dim)
         self.act = nn.LeakyReLU(0.2, True)
+        self.scale = emb_dim**0.5
 
     def forward(self, emb: Tensor) -> Tensor:
-        return self.act(self.fc(emb))
+        return self.act(self.fc(F.normalize(emb, dim=1) * self.scale))
 
 
 class TextToImageGenerator(nn.Module):
