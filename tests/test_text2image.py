@@ -13,7 +13,7 @@ from gankit.cli import main
 from gankit.data import load_dataset, shapes
 from gankit.engine.loop import BatchSampler
 from gankit.errors import DataError
-from gankit.losses import d_matching_aware, sje_loss
+from gankit.losses import d_matching_aware, mode_seeking, sje_loss
 from gankit.models.text_encoder import CharCNNRNN, tokenize
 from gankit.train import train
 
@@ -161,6 +161,13 @@ def test_matching_aware_loss_closed_form():
     sig = torch.sigmoid
     want = -(torch.log(sig(r)) + 0.5 * (torch.log(1 - sig(w)) + torch.log(1 - sig(f))))
     assert torch.allclose(d_matching_aware(r, w, f), want)
+
+
+def test_mode_seeking_formula():
+    z1, z2 = torch.zeros(2, 3), torch.ones(2, 3)  # E|z1 - z2| = 1
+    f1, f2 = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
+    assert torch.allclose(mode_seeking(f1, f2, z1, z2), torch.tensor(1 / (0.5 + 1e-5)))
+    assert mode_seeking(f1, f1, z1, z2) > 1e4  # identical images for different z: heavily penalised
 
 
 def test_tokenizer_and_unseen_captions():

@@ -120,3 +120,10 @@ def sje_loss(img: Tensor, txt: Tensor, labels: Tensor, margin: float = 1.0) -> T
     loss_v = (F.relu(margin + s - diag[:, None]) * neg).sum(1) / count  # image i vs wrong texts
     loss_t = (F.relu(margin + s.T - diag[:, None]) * neg.T).sum(1) / count  # text i vs wrong images
     return loss_v.mean() + loss_t.mean()
+
+
+def mode_seeking(fake1: Tensor, fake2: Tensor, z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:
+    """Mode-seeking regulariser (Mao et al. 2019, MSGAN, arXiv:1903.05628, eq. 3), minimised:
+    1 / (E|G(c, z1) - G(c, z2)| / E|z1 - z2| + eps). Small when two latents give different images."""
+    ratio = (fake1 - fake2).abs().flatten(1).mean(1) / (z1 - z2).abs().mean(1)  # (B,)
+    return 1.0 / (ratio.mean() + eps)

@@ -26,7 +26,12 @@ embedding 128-d from gankit's own smaller char-CNN-RNN (paper 1024-d); one capti
 caption embeddings); the wrong caption is the next image's caption in the shuffled minibatch
 (it can describe the same attributes by chance); the GAN-INT partner t2 is the minibatch
 reversed. ``ema=true`` (off-paper, default; Yazıcı et al. 2019): samples come from an exponential
-moving average of G's weights.
+moving average of G's weights. ``lambda_ms=1`` (off-paper, default; Mao et al. 2019, MSGAN,
+arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|). Without it, on
+``shapes`` G ignored z within 1,000 steps (8 latents per caption gave 8 identical images) — the
+conditional mode collapse MSGAN addresses; ``--set lambda_ms=0`` gives the paper's objective.
+The text embedding is rescaled to norm sqrt(E) before D's and G's compression (see
+``gankit.models.text2image.TextProjection``).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gankit.errors import UsageError
-from gankit.losses import d_bce, d_matching_aware
+from gankit.losses import d_bce, d_matching_aware, mode_seeking
 from gankit.models.dcgan import dcgan_init_
 from gankit.models.text2image import MatchingDiscriminator, TextToImageGenerator
 from gankit.models.text_encoder import CharCNNRNN, known_chars, tokenize
@@ -60,6 +65,7 @@ class Text2ImageConfig:
     batch: int = 64
     ema: bool = True
     ema_decay: float = 0.999
+    lambda_ms: float = 1.0  # mode-seeking term (MSGAN) weight; 0 = the paper's objective
     size: int = 32  # image side (power of two >= 16); the paper uses 64
     encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
     encoder_steps: int = 1000  # steps of the encoder trained by encoder=auto
@@ -67,6 +73,8 @@ class Text2ImageConfig:
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "t_dim", "width", "batch", "encoder_steps"))
+        if self.lambda_ms < 0:
+            raise UsageError(f"lambda_ms must be >= 0, got {self.lambda_ms}")
         if self.size < 16 or self.size & (self.size - 1):
             raise UsageError(f"size must be a power of two >= 16 for text2image, got {self.size}")
         if not 0 <= self.beta <= 1:
@@ -154,7 +162,8 @@ class Text2ImageRecipe(Recipe):
         k = pick_caption(ctx, batch["n_caps"])
         right = batch["emb"][torch.arange(B, device=x.device), k]  # (B, E) φ(t) of each image's caption
         wrong = right.roll(1, 0)  # another image's caption
-        fake = G(ctx.randn(B, c.z_dim), right)
+        z = ctx.randn(B, c.z_dim)
+        fake = G(z, right)
 
         s_r, s_f = D(x, right), D(fake.detach(), right)  # separate passes: BN sees pure batches
         if cls:
@@ -168,12 +177,18 @@ class Text2ImageRecipe(Recipe):
         if interp:
             t_int = c.beta * right + (1 - c.beta) * right.flip(0)  # (B, E) between two captions
             loss_g = loss_g + F.softplus(-D(G(ctx.randn(B, c.z_dim), t_int), t_int)).mean()
+        if c.lambda_ms:  # a second latent for the same captions: G must not ignore z
+            z2 = ctx.randn(B, c.z_dim)
+            loss_ms = mode_seeking(fake, G(z2, right), z, z2)
+            loss_g = loss_g + c.lambda_ms * loss_ms
         ctx.optimize("G", loss_g)
 
         logs = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
                 "D_real": torch.sigmoid(s_r.detach()).mean(), "D_fake": torch.sigmoid(s_f.detach()).mean()}
         if cls:
             logs["D_wrong"] = torch.sigmoid(s_w.detach()).mean()
+        if c.lambda_ms:
+            logs["ms"] = loss_ms.detach()
         return logs
 
     # -- sampling -------------------------------------------------------------------------------
