@@ -141,7 +141,7 @@ def test_bad_options(kwargs: dict, match: str) -> None:
 def test_unknown_name_or_missing_path(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
         load_dataset("foo")
-    assert str(err.value) == "unknown dataset 'foo': not a built-in (mnist, digits, ring8, grid25, mnist2mnistm) and no such path"
+    assert str(err.value) == "unknown dataset 'foo': not a built-in (mnist, digits, ring8, grid25, mnist2mnistm, shapes) and no such path"
     with pytest.raises(UsageError, match="no such path") as err:
         load_dataset(str(tmp_path / "missing"))
     assert not isinstance(err.value, DataError)

@@ -37,6 +37,19 @@ examples:
 """
 
 
+TXT2IMG_EXAMPLES = """\
+examples:
+  gankit txt2img runs/t2i "a small red circle on a black background" --out red.png
+  gankit txt2img runs/t2i --captions captions.txt --n-per-caption 8 --seed 1 --out grid.png
+  gankit txt2img runs/t2i "a big blue square on white" --n-per-caption 100 --out blue.npz   # arr_0 uint8 (N,H,W,C)
+  gankit txt2img runs/t2i --interpolate "a red circle" "a blue square" --steps 8 --out interp.png
+
+--captions FILE: one caption a line (blank lines skipped). PNG grids hold one caption per row.
+--interpolate A B: the first K rows (K = --n-per-caption, default 4) keep z fixed and move the text
+embedding from A to B; the last K rows keep caption A and move z between two draws.
+"""
+
+
 EVAL_EXAMPLES = """\
 examples:
   gankit eval runs/mnist                        # 5,000 samples vs the run's training data
@@ -127,6 +140,19 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     tr.add_argument("--direction", default="AtoB", help="AtoB (default, G_AB) or BtoA (G_BA)")
     tr.add_argument("--out", required=True, help="DIR (one image per input, same names) or FILE.npz")
+    x = sub.add_parser("txt2img", help="images from captions with a text2image run",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Generate images for captions with a text2image run's export (its own frozen "
+                                   "text encoder reads any caption).", epilog=TXT2IMG_EXAMPLES)
+    x.add_argument("run", help="text2image run directory or export folder")
+    x.add_argument("caption", nargs="?", help="the caption (or use --captions FILE / --interpolate)")
+    x.add_argument("--captions", metavar="FILE", help="a text file with one caption a line")
+    x.add_argument("--n-per-caption", dest="n_per_caption", help="images per caption (default 8; 4 with --interpolate)")
+    x.add_argument("--seed", default="0", help="seed for the latents z (default 0)")
+    x.add_argument("--interpolate", nargs=2, metavar=("CAPTION_A", "CAPTION_B"),
+                   help="interpolate the text embedding from A to B (and z with A fixed)")
+    x.add_argument("--steps", default="8", help="images per interpolation row (default 8)")
+    x.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (arr_0: uint8 N,H,W,C)")
 
     sub.add_parser("datasets", help="list built-in datasets and the on-disk layouts --data reads")
     sub.add_parser("recipes", help="list recipes and their settings with defaults")
@@ -167,6 +193,10 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"  {label:<9}{path}")
     if a.recipe == "cyclegan":
         print(f"  translate: gankit translate {run} INPUT... --direction AtoB --out DIR|FILE.npz")
+    elif a.recipe == "text2image":
+        print(f"  from captions: gankit txt2img {run} \"a small red circle on a black background\" --out red.png")
+    elif a.recipe == "text-encoder":
+        print(f"  use it: gankit train text2image --data {a.data or 'shapes'} --set encoder={run}")
     else:
         print(f"  sample more: gankit sample {run} --n 64 --out grid.png")
     return 130 if res.reason == "interrupted" else 0
@@ -184,6 +214,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise UsageError(f"output folder does not exist: {out.parent}")
     model = load(a.run)
+    if model.recipe.name == "text-encoder":
+        raise UsageError(f"{a.run} is a text encoder (it embeds captions); sample a text2image run trained with it")
     x = model.sample(n, seed=seed)
     if out.suffix.lower() == ".npz":
         arr = x.numpy().astype(np.float32) if model.kind == "points" else viz.to_uint8(x).permute(0, 2, 3, 1).numpy()
@@ -242,6 +274,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
         from gankit import load
 
         model = load(src)
+        if model.recipe.name == "text2image" and a.metrics is None:
+            return _eval_captions(a, model, seed)
+        if model.recipe.name == "text-encoder":
+            raise UsageError(f"{src} is a text encoder; evaluate the text2image run trained with it")
         data_spec = data_spec or model.config.get("data", {}).get("name")
         if not data_spec:
             raise UsageError(f"cannot tell which data {src} was trained on; pass --data")
@@ -344,6 +380,107 @@ def cmd_translate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _read_captions_file(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no such captions file: {p}")
+    try:
+        lines = [" ".join(line.split()) for line in p.read_bytes().decode("utf-8").splitlines()]
+    except UnicodeDecodeError:
+        raise UsageError(f"{p} is not UTF-8 text (expected one caption a line)") from None
+    except OSError as err:
+        raise UsageError(f"cannot read {p}: {err.strerror or err}") from None
+    caps = [line for line in lines if line]
+    if not caps:
+        raise UsageError(f"{p} holds no caption (expected one caption a line)")
+    return caps
+
+
+def cmd_txt2img(a: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from gankit import load, viz
+    from gankit.engine.checkpoint import atomic_write
+
+    out, seed, steps = Path(a.out), _int("--seed", a.seed), _int("--steps", a.steps)
+    if out.suffix.lower() not in (".png", ".npz"):
+        raise UsageError(f"--out must end in .png or .npz, got {out}")
+    if not out.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {out.parent}")
+    given = [x for x in (a.caption is not None, a.captions is not None, a.interpolate is not None) if x]
+    if len(given) != 1:
+        raise UsageError("give exactly one of: a caption, --captions FILE, --interpolate CAPTION_A CAPTION_B")
+    k = _int("--n-per-caption", a.n_per_caption) if a.n_per_caption is not None else (4 if a.interpolate else 8)
+    if k <= 0:
+        raise UsageError(f"--n-per-caption must be a positive integer, got {k}")
+    captions = [a.caption] if a.caption is not None else list(a.interpolate or []) or _read_captions_file(a.captions)
+    for cap in captions:
+        if not cap.strip():
+            raise UsageError("empty caption: write what the image should show, e.g. \"a small red circle\"")
+    if a.interpolate and steps < 2:
+        raise UsageError(f"--steps must be at least 2, got {steps}")
+    model = load(a.run)
+    recipe = model.recipe
+    if recipe.name != "text2image":
+        raise UsageError(f"{a.run} is a {recipe.name} run; txt2img needs a text2image run")
+    gen = torch.Generator().manual_seed(seed)
+    if a.interpolate:
+        z0, z1 = torch.randn(k, recipe.cfg.z_dim, generator=gen), torch.randn(k, recipe.cfg.z_dim, generator=gen)
+        emb = recipe.embed(recipe.modules, captions).cpu()  # (2, E)
+        w = torch.linspace(0, 1, steps)[:, None]  # (steps, 1)
+        text_path = (1 - w) * emb[0] + w * emb[1]  # (steps, E)
+        rows = []
+        for i in range(k):  # z fixed, caption A -> B
+            rows.append(recipe.generate_from_embeddings(recipe.modules, z0[i].expand(steps, -1), text_path))
+        for i in range(k):  # caption A fixed, z0 -> z1
+            zs = (1 - w) * z0[i] + w * z1[i]
+            rows.append(recipe.generate_from_embeddings(recipe.modules, zs, emb[0].expand(steps, -1)))
+        images, nrow = torch.cat(rows).cpu(), steps
+        what = f"{len(images)} images ({k} rows caption A->B, {k} rows z0->z1 with caption A; {steps} steps)"
+    else:
+        z = torch.randn(len(captions) * k, recipe.cfg.z_dim, generator=gen)
+        caps = [c for c in captions for _ in range(k)]
+        images = torch.cat([recipe.generate(recipe.modules, recipe.inputs_for(caps[i : i + 500], z[i : i + 500])).cpu()
+                            for i in range(0, len(caps), 500)])
+        nrow = k
+        what = f"{len(images)} images ({len(captions)} caption{'s' if len(captions) > 1 else ''} x {k})"
+    if out.suffix.lower() == ".npz":
+        arr = viz.to_uint8(images).permute(0, 2, 3, 1).numpy()
+        atomic_write(out, lambda f: np.savez_compressed(f, arr_0=arr))
+    else:
+        viz.save_grid(images, out, nrow=nrow, upscale=max(1, 64 // images.shape[-1]))
+    print(f"wrote {what} to {out}")
+    return 0
+
+
+def _eval_captions(a: argparse.Namespace, model, seed: int) -> int:  # noqa: ANN001
+    """text2image on shapes: attribute accuracy for held-out-template captions, sample diversity."""
+    import json
+
+    from gankit.metrics.attributes import caption_accuracy
+
+    data = a.data or model.config.get("data", {}).get("name")
+    if data != "shapes":
+        raise UsageError(f"caption accuracy needs the built-in shapes data (this run used {data!r}); "
+                         "for FID pass --metrics fid,kid --features inception")
+    res = caption_accuracy(model.recipe, model.recipe.modules, seed=seed)
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    for k, v in res.items():
+        if k.endswith("_acc"):
+            print(f"{k:<18}{v:.4f}")
+    d = res["diversity"]
+    print(f"diversity for {d['caption']!r} ({d['n']} samples): positions {d['position_share']}, sizes {d['size_share']}, "
+          f"colour {d['colour_acc']:.3f}, shape {d['shape_acc']:.3f}")
+    p = res["protocol"]
+    clf = ", ".join(f"{k} {v:.3f}" for k, v in p["classifier_held_out_accuracy"].items())
+    print(f"protocol: {p['captions']} captions in held-out templates, one image each; classifier {p['classifier']} "
+          f"(accuracy on real images: {clf})")
+    return 0
+
+
 def cmd_datasets(a: argparse.Namespace) -> int:
     from gankit.data import describe_datasets
 
@@ -366,7 +503,7 @@ def cmd_recipes(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "translate": cmd_translate,
-            "datasets": cmd_datasets, "recipes": cmd_recipes}
+            "txt2img": cmd_txt2img, "datasets": cmd_datasets, "recipes": cmd_recipes}
 
 
 def main(argv: list[str] | None = None) -> int:

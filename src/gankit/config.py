@@ -30,7 +30,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500  # sample grid (and toy metrics) cadence
     checkpoint_every: int = 1000  # checkpoint + export cadence
-    eval_every: int = 0  # image metrics (fid_lenet, is_lenet, classes_lenet) + best export; 0 = off
+    eval_every: int = 0  # image metrics (fid_lenet, ...; a recipe's own: content_mnistm, all_acc) + best export; 0 = off
     eval_n: int = 2000  # samples per evaluation
     keep_checkpoints: int = 3
     grid_n: int = 64  # fixed latents shown in sample grids

@@ -93,3 +93,37 @@ def r1_penalty(real_out: Tensor, real: Tensor) -> Tensor:
 def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(μ, σ²) ‖ N(0, I)) summed over dimensions, averaged over the batch."""
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
+
+
+def d_matching_aware(real_right: Tensor, real_wrong: Tensor, fake_right: Tensor) -> Tensor:
+    """GAN-CLS discriminator loss (Reed et al. 2016, arXiv:1605.05396, Algorithm 1), minimised:
+
+    -(log s_r + ½(log(1 - s_w) + log(1 - s_f))) with s = sigmoid(logit): (real image, right text)
+    is real; (real image, wrong text) and (fake image, right text) are fake, each weighted ½.
+    """
+    return F.softplus(-real_right).mean() + 0.5 * (F.softplus(real_wrong).mean() + F.softplus(fake_right).mean())
+
+
+def sje_loss(img: Tensor, txt: Tensor, labels: Tensor, margin: float = 1.0) -> Tensor:
+    """Symmetric structured joint embedding loss (Reed et al. 2016, arXiv:1605.05395, eq. 3-5),
+    over a minibatch: compatibility F(v, t) = θ(v)ᵀφ(t); for each image n, hinge
+    max(0, margin + F(v_n, t_j) - F(v_n, t_n)) averaged over the texts t_j of *other* classes in the
+    batch, and the same for each text against the images of other classes; the two sides are
+    added. (The paper's surrogate takes the max over classes; the authors' code sums the hinges
+    over the minibatch, which trains more smoothly — we average them.) ``img``, ``txt``: (B, E);
+    ``labels``: (B,) class ids (items of one class are not each other's negatives).
+    """
+    s = img @ txt.T  # (B, B): s[i, j] = F(v_i, t_j)
+    diag = s.diagonal()
+    neg = (labels[:, None] != labels[None, :]).float()  # (B, B)
+    count = neg.sum(1).clamp(min=1)
+    loss_v = (F.relu(margin + s - diag[:, None]) * neg).sum(1) / count  # image i vs wrong texts
+    loss_t = (F.relu(margin + s.T - diag[:, None]) * neg.T).sum(1) / count  # text i vs wrong images
+    return loss_v.mean() + loss_t.mean()
+
+
+def mode_seeking(fake1: Tensor, fake2: Tensor, z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:
+    """Mode-seeking regulariser (Mao et al. 2019, MSGAN, arXiv:1903.05628, eq. 3), minimised:
+    1 / (E|G(c, z1) - G(c, z2)| / E|z1 - z2| + eps). Small when two latents give different images."""
+    ratio = (fake1 - fake2).abs().flatten(1).mean(1) / (z1 - z2).abs().mean(1)  # (B,)
+    return 1.0 / (ratio.mean() + eps)

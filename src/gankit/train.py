@@ -37,6 +37,9 @@ def load_data(spec: str, recipe_cls: type, hparams: Any, tcfg: TrainConfig) -> A
             ds.info = {**ds.info, "size": side, "fit": note}
     for w in ds.warnings:
         log.warning("%s", w)
+    prepare = getattr(recipe_cls, "prepare_data", None)
+    if prepare is not None:  # e.g. caption tokens or embeddings aligned with the images
+        ds = prepare(ds, hparams, tcfg)
     return ds
 
 

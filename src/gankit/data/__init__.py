@@ -43,7 +43,7 @@ def describe_datasets() -> str:
     lines = ["Built-in datasets (--data NAME; nothing is downloaded):"]
     width = max(map(len, BUILTIN))
     lines += [f"  {name:<{width}}  {text}" for name, text in BUILTIN.items()]
-    lines += ["", "On-disk layouts (--data PATH; detected in this order: unpaired, idx, CIFAR-10, image folder):"]
+    lines += ["", "On-disk layouts (--data PATH; detected in this order: unpaired, idx, CIFAR-10, captioned layouts, image folder):"]
     for layout, what, example in LAYOUT_HELP:
         lines += [f"  {layout}: {what}", f"      e.g. {example}"]
     lines += ["", "Images load as uint8; --channels 1|3 converts, --size N pads (small even growth, "

@@ -34,6 +34,8 @@ _SOURCE = {
     "B MNIST-M (|photo patch - digit| per channel, patches of the photos shipped in scikit-learn and "
     "scikit-image); 32 px; A 2,000 training + 500 held-out digits; B the other 2,000 + 500 digits, each training digit "
     "over 4 photo patches (8,000 images); labels for evaluation only",
+    "shapes": "one coloured circle/square/triangle on a flat background, generated from the seed, "
+    "5 captions each (gankit.data.shapes)",
 }
 _SHAPE = {
     "mnist": "5,000 x 1x28x28 uint8, labels 0-9",
@@ -41,6 +43,7 @@ _SHAPE = {
     "ring8": f"{TOY_POINTS:,} x 2 float32 points",
     "grid25": f"{TOY_POINTS:,} x 2 float32 points",
     "mnist2mnistm": "2,500 + 8,500 x 3x32x32 uint8",
+    "shapes": "9,720 x 3x64x64 uint8 (--size sets the side), captions",
 }
 #: Built-in dataset names -> one-line description (read-only by convention).
 BUILTIN: dict[str, str] = {name: f"{_SHAPE[name]}: {_SOURCE[name]}" for name in _SOURCE}
@@ -86,6 +89,8 @@ def load_builtin(name: str, *, channels: int | None, size: int | None, seed: int
         return _toy(name, seed)
     if name == "mnist2mnistm":
         return mnist2mnistm(channels=channels, size=size)
+    if name == "shapes":
+        return _shapes(channels=channels, size=size, seed=seed)
     raise UsageError(f"unknown built-in dataset {name!r}: expected one of {', '.join(BUILTIN)}")
 
 
@@ -189,3 +194,15 @@ def mnist2mnistm(*, channels: int | None = None, size: int | None = None) -> Dat
     return image_dataset("mnist2mnistm", x, y, _SOURCE["mnist2mnistm"], channels=channels, size=size, info=info,
                          domains={"A": ranges["trainA"], "B": ranges["trainB"]},
                          held_out={"A": ranges["testA"], "B": ranges["testB"]})
+def _shapes(*, channels: int | None, size: int | None, seed: int) -> Dataset:
+    from gankit.data import shapes
+
+    side = size or shapes.DEFAULT_SIZE
+    x, attrs, captions = shapes.generate(side, seed)
+    source = f"{_SOURCE['shapes']}, {side}x{side}, seed {seed}"
+    info = {"attributes": {k: list(v) for k, v in shapes.ATTRIBUTES.items()}, "seed": seed,
+            "captions_per_image": shapes.CAPTIONS_PER_IMAGE,
+            "example_captions": shapes.example_captions()}
+    ds = image_dataset("shapes", x, None, source, channels=channels, size=side, info=info)
+    ds.captions, ds.attributes = captions, attrs
+    return ds

@@ -27,9 +27,17 @@ class Dataset:
     ``kind == 'points'``; ``labels`` is int64 ``(N,)`` when the source has class labels.
     ``info`` is JSON-serialisable (it is written into run metadata).
 
-    Several named training tensors (e.g. CycleGAN's unpaired domains A and B): ``domains`` maps
-    each name to its rows ``[start, stop)`` of ``x``, and ``held_out`` maps a domain name to
-    evaluation-only rows of ``x`` (never sampled for training). Both are empty for one-domain data.
+    Optional extras (empty for plain image/point data):
+
+    - ``domains``: several named training tensors (e.g. CycleGAN's unpaired domains A and B), each
+      name mapped to its rows ``[start, stop)`` of ``x``; ``held_out`` maps a domain name to
+      evaluation-only rows of ``x`` (never sampled for training).
+    - ``captions``: per item, its caption strings (captioned data such as ``shapes``, CUB).
+    - ``attributes``: int64 ``(N, A)`` ground-truth attributes (``shapes``; names in ``info``).
+    - ``aligned``: tensors whose first dimension is aligned with ``x``; the engine's sampler
+      yields them with each batch (e.g. caption embeddings a recipe conditions on).
+    - ``frozen``: state dicts of modules a recipe builds from this data and keeps frozen (the
+      text encoder that produced ``aligned`` embeddings); the engine loads them after ``build``.
     """
 
     name: str
@@ -40,6 +48,10 @@ class Dataset:
     warnings: list[str] = field(default_factory=list)
     domains: dict[str, tuple[int, int]] = field(default_factory=dict)
     held_out: dict[str, tuple[int, int]] = field(default_factory=dict)
+    captions: list[list[str]] | None = field(default=None, repr=False)
+    attributes: torch.Tensor | None = field(default=None, repr=False)
+    aligned: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    frozen: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # Other modules construct Datasets too; fail at construction, not deep inside training.
@@ -60,6 +72,12 @@ class Dataset:
                     raise ValueError(f"{what}[{key!r}] = ({start}, {stop}) is not a non-empty row range of x")
         if set(self.held_out) - set(self.domains):
             raise ValueError(f"held_out names {sorted(set(self.held_out) - set(self.domains))} are not domains")
+        n = self.x.shape[0]
+        if self.captions is not None and len(self.captions) != n:
+            raise ValueError(f"captions must hold one list per item ({n}), got {len(self.captions)}")
+        for key, t in self.aligned.items():
+            if t.shape[:1] != (n,):
+                raise ValueError(f"aligned tensor {key!r} must have {n} rows, got {tuple(t.shape)}")
         self.x = self.x.contiguous()
 
     def rows(self, domain: str, held_out: bool = False) -> torch.Tensor:

@@ -43,6 +43,11 @@ LAYOUT_HELP = (
      "--data ~/cifar-10-batches-py"),
     ("unpaired (CycleGAN)", "ROOT/trainA and ROOT/trainB image folders (two domains), optional testA/ testB "
      "held out for sample grids and evaluation", "--data ~/horse2zebra"),
+    ("CUB-200-2011 + captions", "images/<class>/<file>.jpg with Reed's text_c10/<class>/<file>.txt (one caption a "
+     "line); images.txt + bounding_boxes.txt, when present, crop each bird", "--data ~/CUB_200_2011"),
+    ("Oxford-102 + captions", "jpg/image_XXXXX.jpg with text_c10/class_XXXXX/image_XXXXX.txt", "--data ~/flowers"),
+    ("captioned folder", "images each with a same-named .txt beside it (a.png + a.txt), one caption a line",
+     "--data ~/my-captioned-pictures"),
 )
 #: The unpaired two-domain layout (CycleGAN's datasets): required and optional sub-folders.
 UNPAIRED_TRAIN = ("trainA", "trainB")
@@ -61,6 +66,10 @@ def load_path(name: str, path: Path, *, channels: int | None, size: int | None) 
             return _load_idx(name, *idx, channels=channels, size=size)
         if (batches := _find_cifar(path)) is not None:
             return _load_cifar(name, batches, channels=channels, size=size)
+        from gankit.data import captions
+
+        if (layout := captions.detect(path)) is not None:
+            return captions.load_captioned(name, path, layout, channels=channels, size=size)
         return _load_folder(name, path, channels=channels, size=size)
     if path.is_file():
         if "idx3" in path.name.lower() or _peek(path)[:4] == b"\x00\x00\x08\x03":
@@ -290,8 +299,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _read_image(path: str, size: int) -> np.ndarray:
-    """Decode one file to uint8 (size, size, 3); raises :class:`_Skip` or a ``_UNREADABLE`` error."""
+def _read_image(path: str, size: int, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Decode one file to uint8 (size, size, 3); raises :class:`_Skip` or a ``_UNREADABLE`` error.
+
+    ``box`` (x, y, w, h) first crops a square of 1.5x the box's longer side around its centre
+    (CUB bounding boxes, as StackGAN preprocesses them).
+    """
     if not os.path.exists(path):
         raise _Skip("broken symlink")
     if not os.path.isfile(path):  # e.g. a FIFO, which would block open() forever
@@ -302,10 +315,15 @@ def _read_image(path: str, size: int) -> np.ndarray:
         w, h = img.size
         if w * h > MAX_PIXELS:
             raise _Skip(f"larger than the {MAX_PIXELS // 1_000_000}-megapixel limit ({w}x{h})")
-        # JPEGs can decode straight at 1/2..1/8 scale, never below the requested size.
-        img.draft(None, (size, size))
+        if box is None:  # JPEGs can decode straight at 1/2..1/8 scale, never below the requested size.
+            img.draft(None, (size, size))
         img.load()
         upright = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
+        if box is not None:
+            x, y, bw, bh = box
+            r, cx, cy = max(bw, bh) * 0.75, x + bw / 2, y + bh / 2
+            upright = upright.crop((int(max(0, cx - r)), int(max(0, cy - r)),
+                                    int(min(upright.width, cx + r)), int(min(upright.height, cy + r))))
         return np.asarray(fit_image(_to_rgb(upright), size))
 
 

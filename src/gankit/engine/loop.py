@@ -8,7 +8,9 @@ names G or D: a recipe hands it named modules and optimizers.
 Data: one tensor, or several named training tensors (``Dataset.domains``, e.g. CycleGAN's
 unpaired A and B). With several, the engine keeps one epoch-shuffled sampler per name, each with
 its own generator, and hands ``train_step`` a ``{name: batch}`` dict; it attaches no meaning to
-the names.
+the names. One tensor may carry ``Dataset.aligned`` tensors (e.g. caption embeddings) drawn with
+the same ids; ``Dataset.frozen`` holds weights of modules a recipe keeps frozen (a pretrained text
+encoder), loaded right after ``build``.
 
 Exact resume: the state saved at a step boundary holds modules, optimizers, EMA copies, the global
 RNG (CPU and CUDA), the data samplers (generator, permutation and position) and recipe extras.
@@ -42,7 +44,7 @@ log = logging.getLogger("gankit")
 
 #: Metrics drawn in plots/metrics.png (and printed by ``gankit train`` at the end).
 EVAL_PLOT_KEYS = ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet",
-                  "content_mnistm", "fid_mnistm", "cycle_ABA", "cycle_BAB")
+                  "content_mnistm", "fid_mnistm", "cycle_ABA", "cycle_BAB", "colour_acc", "shape_acc", "all_acc")
 
 
 class BatchSampler:
@@ -50,11 +52,16 @@ class BatchSampler:
 
     Each rank walks its own shard (every ``world``-th item); the last partial batch of an epoch is
     dropped. Images stay uint8 on the device and become float in [-1, 1] per batch.
+
+    ``aligned`` tensors (first dimension aligned with ``x``, e.g. caption embeddings) are indexed
+    with the same ids: the batch is then a dict ``{"x": images, **aligned rows}``. Without them
+    the batch is the image tensor itself and the random draws are unchanged.
     """
 
     def __init__(self, x: Tensor, batch: int, seed: int, rank: int = 0, world: int = 1, stream: int = 0,
-                 what: str = "the dataset") -> None:
+                 what: str = "the dataset", aligned: dict[str, Tensor] | None = None) -> None:
         self.x = x
+        self.aligned = dict(aligned or {})
         self.index = torch.arange(rank, x.shape[0], world)
         if batch > len(self.index):
             raise UsageError(
@@ -75,7 +82,10 @@ class BatchSampler:
         ids = self.perm[self.pos : self.pos + self.batch].to(self.x.device, non_blocking=True)
         self.pos += self.batch
         b = self.x[ids]
-        return b.float().mul_(2.0 / 255.0).sub_(1.0) if b.dtype == torch.uint8 else b
+        b = b.float().mul_(2.0 / 255.0).sub_(1.0) if b.dtype == torch.uint8 else b
+        if self.aligned:
+            return {"x": b, **{k: v[ids] for k, v in self.aligned.items()}}
+        return b
 
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
@@ -103,12 +113,16 @@ class DomainSampler:
             s.load_state_dict(state[name])
 
 
-def make_sampler(data: Any, device: torch.device, batch: int, seed: int, rank: int, world: int) -> Any:
-    """A :class:`BatchSampler` over ``data.x``, or a :class:`DomainSampler` when ``data.domains`` names several."""
+def make_sampler(data: Any, device: torch.device, batch: int, seed: int, rank: int, world: int,
+                 aligned: dict[str, Tensor] | None = None) -> Any:
+    """A :class:`BatchSampler` over ``data.x`` (with its ``aligned`` tensors), or a
+    :class:`DomainSampler` when ``data.domains`` names several."""
     x = data.x.to(device)
     domains = getattr(data, "domains", None)
     if not domains:
-        return BatchSampler(x, batch, seed, rank, world)
+        return BatchSampler(x, batch, seed, rank, world, aligned=aligned)
+    if aligned:
+        raise ValueError("aligned tensors are not supported with several training domains")
     return DomainSampler({
         name: BatchSampler(x[start:stop], batch, seed, rank, world, stream=i + 1, what=f"domain {name}")
         for i, (name, (start, stop)) in enumerate(domains.items())
@@ -150,6 +164,8 @@ class Engine:
 
         torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
         recipe.build(self.device)
+        for name, weights in getattr(data, "frozen", {}).items():  # e.g. a pretrained text encoder
+            recipe.modules[name].load_state_dict(weights)
         self._all_modules_tensors = [t for m in recipe.modules.values() for t in (*m.parameters(), *m.buffers())]
         dist.broadcast_(self._all_modules_tensors, self.dist.world)
         self._opt_params = {
@@ -161,7 +177,8 @@ class Engine:
         per_rank = recipe.batch_size // self.dist.world
         if per_rank * self.dist.world != recipe.batch_size:
             raise UsageError(f"batch {recipe.batch_size} is not divisible by {self.dist.world} processes")
-        self.sampler = make_sampler(data, self.device, per_rank, tcfg.seed, self.dist.rank, self.dist.world)
+        aligned = {k: v.to(self.device) for k, v in getattr(data, "aligned", {}).items()}
+        self.sampler = make_sampler(data, self.device, per_rank, tcfg.seed, self.dist.rank, self.dist.world, aligned)
         self.grid_inputs = recipe.data_inputs(tcfg.grid_n, torch.Generator().manual_seed(tcfg.seed), data)
 
     @property
@@ -293,7 +310,8 @@ class Engine:
             viz.save_points(pts.cpu()[:2000], path, real=self.data.x[:2000], modes=modes, std=std, title=title)
         else:
             out, nrow = self._in_eval_mode(self.recipe.grid, self.grid_inputs)
-            viz.save_grid(out.cpu(), path, nrow=nrow, upscale=max(1, 64 // out.shape[-1]))
+            if out.dim() == 4:  # recipes that generate no images (a text encoder) have no grid
+                viz.save_grid(out.cpu(), path, nrow=nrow, upscale=max(1, 64 // out.shape[-1]))
         return metrics
 
     def _checkpoint(self) -> None:

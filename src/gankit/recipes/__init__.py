@@ -12,6 +12,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "gan": ("gankit.recipes.gan", "GANRecipe", "original GAN (Goodfellow et al. 2014): MLP G and D; 2-D toys or flattened images"),
     "dcgan": ("gankit.recipes.dcgan", "DCGANRecipe", "DCGAN (Radford et al. 2015): convolutional G and D, power-of-two sides >= 16 px"),
     "cyclegan": ("gankit.recipes.cyclegan", "CycleGANRecipe", "CycleGAN (Zhu et al. 2017): unpaired translation A <-> B, ResNet G, PatchGAN D"),
+    "text2image": ("gankit.recipes.text2image", "Text2ImageRecipe", "GAN-INT-CLS (Reed et al. 2016): images from captions, matching-aware D"),
+    "text-encoder": ("gankit.recipes.text_encoder", "TextEncoderRecipe", "char-CNN-RNN text encoder (Reed et al. 2016) for text2image"),
 }
 
 

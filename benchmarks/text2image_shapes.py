@@ -1,0 +1,115 @@
+"""Text-to-image on the built-in shapes, end to end, as a user runs it, on 2 CPU cores.
+
+    python benchmarks/text2image_shapes.py                 # the 15-minute check (text encoder + GAN)
+    python benchmarks/text2image_shapes.py --ablation      # + gan / cls / int variants, same budget each
+    python benchmarks/text2image_shapes.py --gan-minutes 4 # a shortened run (says so in its output)
+
+Steps, each a real `gankit` subprocess with OMP/torch limited to 2 threads:
+
+1. ``gankit train text2image --data shapes --minutes M`` with default settings and a fresh cache,
+   so the text encoder is trained first (``encoder=auto``); the wall time of this one command is
+   the budget that must stay under 15 minutes.
+2. ``gankit eval RUN --json``: colour / shape / size / background accuracy of generated images for
+   captions written in the held-out templates (the attribute classifier is trained here, outside
+   the timed budget, and cached), and the diversity for one caption that leaves size and position
+   open.
+3. ``--ablation``: the same budget for ``variant=gan``, ``cls`` and ``int`` (reusing the cached
+   text encoder, so only the GAN minutes differ from step 1).
+
+Pass criterion (the issue's): colour and shape accuracy >= 90% each for int_cls, total <= 15 min.
+Results go to ``--out`` (default ``runs/bench-text2image``) as ``results.json`` and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BUDGET_MINUTES = 15.0
+
+
+def gankit(args: list[str], env: dict[str, str], log: Path) -> float:
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "gankit", *args], env=env, stdout=f, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        sys.exit(f"gankit {' '.join(args)} failed (exit {r.returncode}); see {log}")
+    return time.monotonic() - t0
+
+
+def evaluate(run: Path, env: dict[str, str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "gankit", "-q", "eval", str(run), "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gan-minutes", type=float, default=12.0, help="GAN budget (default 12; the encoder takes the rest)")
+    p.add_argument("--ablation", action="store_true", help="also train variant=gan, cls, int with the same budget")
+    p.add_argument("--threads", default="2")
+    p.add_argument("--out", default="runs/bench-text2image")
+    p.add_argument("--seed", default="0")
+    a = p.parse_args()
+    out = Path(a.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": a.threads, "MKL_NUM_THREADS": a.threads, "GANKIT_CACHE": str(cache)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1] / "src"),
+                                                       env.get("PYTHONPATH")]))
+    shortened = a.gan_minutes < 12.0
+    results: dict = {"gan_minutes": a.gan_minutes, "threads": a.threads, "shortened": shortened, "runs": {}}
+
+    variants = ["int_cls", "gan", "cls", "int"] if a.ablation else ["int_cls"]
+    for v in variants:
+        run = out / v
+        if (run / "export" / "config.json").is_file():
+            print(f"{v}: reusing {run}")
+            wall = json.loads((out / "results.json").read_text())["runs"].get(v, {}).get("wall_s", float("nan")) \
+                if (out / "results.json").is_file() else float("nan")
+        else:
+            args = ["train", "text2image", "--data", "shapes", "--minutes", str(a.gan_minutes), "--seed", a.seed,
+                    "--out", str(run), "--set", "progress=false", "--set", f"variant={v}"]
+            wall = gankit(args, env, out / f"{v}.log")
+        steps = max((json.loads(line).get("step", 0) for line in (run / "metrics.jsonl").read_text().splitlines()),
+                    default=0)
+        res = evaluate(run, env)
+        results["runs"][v] = {"wall_s": round(wall, 1), "steps": steps,
+                              **{k: round(val, 4) for k, val in res.items() if k.endswith("_acc")},
+                              "diversity": res["diversity"]}
+        results["protocol"] = res["protocol"]
+        print(f"{v}: {wall / 60:.1f} min total, {steps} GAN steps, "
+              + ", ".join(f"{k} {val:.3f}" for k, val in res.items() if k.endswith("_acc")), flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+
+    main_run = results["runs"]["int_cls"]
+    d = main_run["diversity"]
+    ok_time = main_run["wall_s"] <= BUDGET_MINUTES * 60
+    ok_acc = main_run["colour_acc"] >= 0.9 and main_run["shape_acc"] >= 0.9
+    lines = [
+        f"text2image on shapes, defaults, {a.threads} threads, GAN {a.gan_minutes:g} min"
+        + (" (SHORTENED run, not the 15-minute check)" if shortened else ""),
+        "",
+        "| variant | total minutes | GAN steps | colour | shape | size | background | all stated |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v, r in results["runs"].items():
+        lines.append(f"| {v} | {r['wall_s'] / 60:.1f} | {r['steps']:,} | {100 * r['colour_acc']:.1f} % | "
+                     f"{100 * r['shape_acc']:.1f} % | {100 * r['size_acc']:.1f} % | {100 * r['background_acc']:.1f} % | "
+                     f"{100 * r['all_acc']:.1f} % |")
+    lines += ["", f"diversity (int_cls), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
+                  f"sizes {d['size_share']}",
+              f"int_cls: total {main_run['wall_s'] / 60:.1f} min <= {BUDGET_MINUTES:g}: {ok_time}; "
+              f"colour and shape >= 90 %: {ok_acc}"]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    sys.exit(0 if ok_time and ok_acc else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Text-conditional DCGAN generator and matching-aware discriminator (Reed et al. 2016, "Generative
+Adversarial Text to Image Synthesis", arXiv:1605.05396, Sec. 4.1 and Fig. 2).
+
+G(z, φ(t)): the text embedding φ(t) is compressed by a fully connected layer + LeakyReLU(0.2) to
+``t_dim`` (128 in the paper), concatenated to z, and decoded by the DCGAN generator.
+
+D(x, φ(t)): the DCGAN discriminator's convolutions down to 4x4; φ(t) is compressed the same way
+(by D's own layer), replicated over the 4x4 grid and concatenated depth-wise; a 1x1 convolution
+(+ BN + LeakyReLU) and a 4x4 convolution give the logit.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, num_stages
+
+
+class TextProjection(nn.Module):
+    """φ(t) (B, E) -> compressed (B, t_dim): FC + LeakyReLU(0.2).
+
+    φ(t) is first rescaled to norm sqrt(E) (unit variance per component): the joint-embedding
+    loss leaves its scale arbitrary (gankit's encoders give norms well below 1), and a tiny text
+    input lets G ignore the caption early on. Not in the paper.
+    """
+
+    def __init__(self, emb_dim: int, t_dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(emb_dim, t_dim)
+        self.act = nn.LeakyReLU(0.2, True)
+        self.scale = emb_dim**0.5
+
+    def forward(self, emb: Tensor) -> Tensor:
+        return self.act(self.fc(F.normalize(emb, dim=1) * self.scale))
+
+
+class TextToImageGenerator(nn.Module):
+    """(z (B, z_dim), φ(t) (B, E)) -> image (B, C, S, S) in [-1, 1]."""
+
+    def __init__(self, z_dim: int, emb_dim: int, t_dim: int, channels: int, size: int, width: int) -> None:
+        super().__init__()
+        self.text = TextProjection(emb_dim, t_dim)
+        self.body = DCGANGenerator(z_dim + t_dim, channels, size, width)
+
+    def forward(self, z: Tensor, emb: Tensor) -> Tensor:
+        return self.body(torch.cat([z, self.text(emb)], 1))  # (B, z_dim + t_dim) -> (B, C, S, S)
+
+
+class MatchingDiscriminator(nn.Module):
+    """(image (B, C, S, S), φ(t) (B, E)) -> logit (B,): does the image look real *and* match the text?"""
+
+    def __init__(self, emb_dim: int, t_dim: int, channels: int, size: int, width: int, norm: str = "batch") -> None:
+        super().__init__()
+        ch = width * 2 ** (num_stages(size) - 1)  # channels at 4x4
+        self.image = DCGANDiscriminator(channels, size, width, norm=norm).net[:-1]  # (B, ch, 4, 4)
+        self.text = TextProjection(emb_dim, t_dim)
+        self.joint = nn.Sequential(
+            nn.Conv2d(ch + t_dim, ch, 1, 1, 0, bias=norm == "none"),  # (B, ch, 4, 4)
+            nn.BatchNorm2d(ch) if norm == "batch" else nn.Identity(),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ch, 1, 4, 1, 0, bias=False),  # (B, 1, 1, 1)
+        )
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.image(x)  # (B, ch, 4, 4)
+        t = self.text(emb)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])  # (B, t_dim, 4, 4)
+        return self.joint(torch.cat([h, t], 1)).flatten()  # (B,)
+

@@ -1,0 +1,250 @@
+"""Text-to-image: the shapes data and its captions, caption layouts on disk, the text encoder's
+and GAN-CLS losses, the sampler's aligned tensors, and the CLI end to end on tiny fixtures."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gankit.cli import main
+from gankit.data import load_dataset, shapes
+from gankit.engine.loop import BatchSampler
+from gankit.errors import DataError
+from gankit.losses import d_matching_aware, mode_seeking, sje_loss
+from gankit.models.text_encoder import CharCNNRNN, tokenize
+from gankit.train import train
+
+TINY_T2I = ["width=4", "t_dim=4", "z_dim=4", "encoder_steps=2", "log_every=1",
+            "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32"]
+
+
+# --- shapes ------------------------------------------------------------------------------------
+
+
+def test_shapes_values_captions_and_held_out_templates():
+    ds = load_dataset("shapes", size=32, seed=3)
+    assert ds.x.shape == (9720, 3, 32, 32) and ds.x.dtype == torch.uint8
+    assert len(ds.captions) == 9720 and all(len(c) == shapes.CAPTIONS_PER_IMAGE for c in ds.captions)
+    assert ds.attributes.shape == (9720, 5)
+    assert torch.equal(torch.bincount(shapes.class_of(ds.attributes)), torch.full((108,), 90))  # balanced
+    again = load_dataset("shapes", size=32, seed=3)
+    assert torch.equal(ds.x, again.x) and ds.captions == again.captions
+    assert not torch.equal(ds.x, load_dataset("shapes", size=32, seed=4).x)
+    # exact colours: a large centred object's middle pixel and a corner of the background
+    i = next(j for j, r in enumerate(ds.attributes.tolist()) if r[2] == 1 and r[4] == 0 and r[1] != 2)
+    a = shapes.names(ds.attributes[i])
+    assert tuple(ds.x[i, :, 16, 16].tolist()) == shapes.COLOURS[a["colour"]]
+    assert tuple(ds.x[i, :, 0, 0].tolist()) == shapes.BACKGROUNDS[a["background"]]
+    # the plain template is always there and parses back; held-out templates never appear
+    held_prefixes = [t.split("{")[0] for t in shapes.HELD_OUT_TEMPLATES if not t.startswith("{")]
+    for caps, row in zip(ds.captions[:500], ds.attributes[:500]):
+        truth = shapes.names(row)
+        assert caps[0] == shapes.caption(truth)
+        assert shapes.parse_caption(caps[0]) == {k: v for k, v in truth.items() if k != "position"}
+        assert len(set(caps)) >= 4
+        assert not any(c.startswith(p) for c in caps for p in held_prefixes if p)
+    assert not set(shapes.TRAIN_TEMPLATES) & set(shapes.HELD_OUT_TEMPLATES)
+
+
+def test_every_caption_template_parses_to_what_it_states():
+    rng = random.Random(0)
+    for row in shapes.all_combinations():
+        truth = shapes.names(row)
+        for t in shapes.TRAIN_TEMPLATES + shapes.HELD_OUT_TEMPLATES:
+            assert shapes.parse_caption(shapes.caption(truth, t, rng)) == {k: truth[k] for k in shapes.mentioned(t)}
+
+
+def test_shapes_size_setting_and_default():
+    assert load_dataset("shapes", size=16).x.shape[-1] == 16
+    assert shapes.DEFAULT_SIZE == 64
+
+
+# --- caption layouts on disk -------------------------------------------------------------------
+
+
+def _img(path, seed):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(path)
+
+
+def make_cub(root, bad=True):
+    for c, cls in enumerate(("001.Black_footed_Albatross", "002.Laysan_Albatross")):
+        for i in range(5):
+            name = f"{cls}/bird_{c}_{i}"
+            _img(root / "images" / f"{name}.jpg", c * 10 + i)
+            (root / "text_c10" / cls).mkdir(parents=True, exist_ok=True)
+            (root / "text_c10" / f"{name}.txt").write_text(f"a bird of class {c} number {i}\nthis bird has wings\n")
+    lines = sorted(str(p.relative_to(root / "images")) for p in (root / "images").rglob("*.jpg"))
+    (root / "images.txt").write_text("".join(f"{k + 1} {n}\n" for k, n in enumerate(lines)))
+    (root / "bounding_boxes.txt").write_text("".join(f"{k + 1} 4.0 5.0 20.0 18.0\n" for k in range(len(lines))))
+    if bad:
+        _img(root / "images" / "002.Laysan_Albatross" / "no_text.jpg", 99)  # image without captions
+        _img(root / "images" / "002.Laysan_Albatross" / "empty.jpg", 98)
+        (root / "text_c10" / "002.Laysan_Albatross" / "empty.txt").write_text("\n  \n")
+    return root
+
+
+def make_oxford(root):
+    for i in range(1, 9):
+        _img(root / "jpg" / f"image_{i:05d}.jpg", i)
+        cls = root / "text_c10" / f"class_{1 + i % 2:05d}"
+        cls.mkdir(parents=True, exist_ok=True)
+        (cls / f"image_{i:05d}.txt").write_text(f"a flower with {i} petals\n")
+    _img(root / "jpg" / "image_00009.jpg", 9)
+    (root / "text_c10" / "class_00001" / "image_00009.txt").write_bytes(b"\xff\xfe not utf-8 \xc3\x28")
+    return root
+
+
+def make_paired(root):
+    for i in range(8):
+        _img(root / f"pic{i}.png", i)
+        (root / f"pic{i}.txt").write_text(f"picture number {i}\nanother caption {i}\n")
+    _img(root / "lonely.png", 50)  # no .txt
+    return root
+
+
+def test_caption_layouts_load_and_report_mismatches(tmp_path, caplog):
+    cub = load_dataset(str(make_cub(tmp_path / "CUB_200_2011")), size=16)
+    assert cub.x.shape == (10, 3, 16, 16) and cub.info["layout"] == "cub" and cub.info["mismatched"] == 2
+    assert cub.labels.tolist() == [0] * 5 + [1] * 5 and cub.captions[0] == ["a bird of class 0 number 0", "this bird has wings"]
+    assert len(cub.warnings) == 1 and "2 images without usable captions" in cub.warnings[0]
+    assert "no_text.jpg" in cub.warnings[0] or "empty.jpg" in cub.warnings[0]
+    assert "bounding boxes" in cub.info["source"]
+    ox = load_dataset(str(make_oxford(tmp_path / "flowers")), size=16)
+    assert ox.x.shape[0] == 8 and ox.info["layout"] == "oxford" and "not UTF-8" in ox.warnings[0]
+    assert sorted(set(ox.labels.tolist())) == [0, 1]
+    pa = load_dataset(str(make_paired(tmp_path / "paired")), size=16)
+    assert pa.x.shape[0] == 8 and pa.labels is None and "lonely.png: no caption file" in pa.warnings[0]
+    # a plain image folder with a stray .txt stays a plain image folder
+    plain = tmp_path / "plain"
+    for i in range(4):
+        _img(plain / f"a{i}.png", i)
+    (plain / "a0.txt").write_text("stray")
+    assert load_dataset(str(plain), size=16).captions is None
+
+
+def test_caption_folder_without_any_usable_caption_is_one_error(tmp_path):
+    root = tmp_path / "bad"
+    for i in range(3):
+        _img(root / f"p{i}.png", i)
+        (root / f"p{i}.txt").write_text("")
+    with pytest.raises(DataError, match="no image with captions") as err:
+        load_dataset(str(root), size=16)
+    assert "\n" not in str(err.value)
+
+
+# --- losses, tokens, sampler ---------------------------------------------------------------------
+
+
+def test_sje_loss_matches_naive_formula():
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    labels = torch.tensor([0, 1, 1, 2, 3, 3])
+    total = 0.0
+    for side in (0, 1):
+        for i in range(6):
+            terms = []
+            for j in range(6):
+                if labels[i] != labels[j]:
+                    s_ij = img[i] @ txt[j] if side == 0 else img[j] @ txt[i]
+                    terms.append(max(0.0, 1 + float(s_ij) - float(img[i] @ txt[i])))
+            total += sum(terms) / len(terms) / 6
+    assert abs(float(sje_loss(img, txt, labels)) - total) < 1e-5
+
+
+def test_matching_aware_loss_closed_form():
+    r, w, f = torch.tensor([2.0]), torch.tensor([-1.0]), torch.tensor([0.5])
+    sig = torch.sigmoid
+    want = -(torch.log(sig(r)) + 0.5 * (torch.log(1 - sig(w)) + torch.log(1 - sig(f))))
+    assert torch.allclose(d_matching_aware(r, w, f), want)
+
+
+def test_mode_seeking_formula():
+    z1, z2 = torch.zeros(2, 3), torch.ones(2, 3)  # E|z1 - z2| = 1
+    f1, f2 = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
+    assert torch.allclose(mode_seeking(f1, f2, z1, z2), torch.tensor(1 / (0.5 + 1e-5)))
+    assert mode_seeking(f1, f1, z1, z2) > 1e4  # identical images for different z: heavily penalised
+
+
+def test_tokenizer_and_unseen_captions():
+    codes = tokenize(["A Red  Circle!", "é" * 5, "x" * 50], 16)
+    assert codes.shape == (3, 16) and codes.dtype == torch.uint8
+    assert codes[0, :13].all() and not codes[0, 13:].any() and not codes[1].any() and codes[2].all()
+    torch.manual_seed(0)
+    enc = CharCNNRNN(32, 8, 8, 6)
+    out = enc(tokenize(["never seen before", "a tiny violet wedge"], 32))
+    assert out.shape == (2, 6) and torch.isfinite(out).all()
+
+
+def test_sampler_aligned_tensors_keep_the_plain_draws():
+    x = torch.arange(20, dtype=torch.float32)[:, None].expand(20, 2).contiguous()
+    plain, paired = BatchSampler(x, 4, seed=1), BatchSampler(x, 4, seed=1, aligned={"id": torch.arange(20)})
+    for _ in range(12):  # across epochs
+        a, b = plain.next(), paired.next()
+        assert torch.equal(a, b["x"]) and torch.equal(b["id"].float(), b["x"][:, 0])
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["cub", "oxford", "paired"])
+def test_text2image_trains_on_each_caption_layout(tmp_path, layout):
+    data = {"cub": make_cub, "oxford": make_oxford, "paired": make_paired}[layout](tmp_path / layout)
+    res = train("text2image", data=str(data), out=tmp_path / "run", steps=2, batch=4, size=16, overrides=TINY_T2I)
+    assert res.step == 2
+    cfg = json.loads((tmp_path / "run" / "export" / "config.json").read_text())
+    assert set(cfg["modules"]) == {"G", "T"} and cfg["data"]["info"]["text_encoder"]["arch"]["emb_dim"] == 8
+
+
+def test_txt2img_cli_end_to_end_and_errors(tmp_path, capsys):
+    run = tmp_path / "t2i"
+    assert main(["-q", "train", "text2image", "--data", "shapes", "--size", "16", "--steps", "2", "--batch", "8",
+                 "--out", str(run), *sum((["--set", s] for s in TINY_T2I), [])]) == 0
+    capsys.readouterr()
+    assert (run / "samples" / "latest.png").is_file()
+    assert main(["txt2img", str(run), "a small red circle on a black background", "--n-per-caption", "3",
+                 "--out", str(tmp_path / "one.npz")]) == 0
+    arr = np.load(tmp_path / "one.npz")["arr_0"]
+    assert arr.shape == (3, 16, 16, 3) and arr.dtype == np.uint8
+    (tmp_path / "caps.txt").write_text("a red circle\n\nthe square is blue and large; background white\n")
+    assert main(["txt2img", str(run), "--captions", str(tmp_path / "caps.txt"), "--n-per-caption", "2", "--seed", "5",
+                 "--out", str(tmp_path / "grid.png")]) == 0
+    assert Image.open(tmp_path / "grid.png").size[0] > 0
+    assert main(["txt2img", str(run), "--interpolate", "a red circle", "a blue square", "--steps", "5",
+                 "--n-per-caption", "2", "--out", str(tmp_path / "interp.npz")]) == 0
+    assert np.load(tmp_path / "interp.npz")["arr_0"].shape == (20, 16, 16, 3)
+    # the same seed gives the same images
+    main(["txt2img", str(run), "a small red circle on a black background", "--n-per-caption", "3", "--out",
+          str(tmp_path / "two.npz")])
+    assert np.array_equal(arr, np.load(tmp_path / "two.npz")["arr_0"])
+    capsys.readouterr()
+    (tmp_path / "empty.txt").write_text("\n\n")
+    cases = [
+        (["txt2img", str(run), "", "--out", str(tmp_path / "x.png")], "empty caption"),
+        (["txt2img", str(run), "   ", "--out", str(tmp_path / "x.png")], "empty caption"),
+        (["txt2img", str(run), "--interpolate", "a red circle", "", "--out", str(tmp_path / "x.png")], "empty caption"),
+        (["txt2img", str(run), "--captions", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "x.png")],
+         "no such captions file"),
+        (["txt2img", str(run), "--captions", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "x.png")],
+         "holds no caption"),
+        (["txt2img", str(tmp_path / "nowhere"), "a red circle", "--out", str(tmp_path / "x.png")], "no such run"),
+        (["txt2img", str(run), "a red circle", "--out", str(tmp_path / "x.gif")], ".png or .npz"),
+        (["txt2img", str(run), "--out", str(tmp_path / "x.png")], "exactly one of"),
+        (["txt2img", str(run), "日本語", "--out", str(tmp_path / "x.png")], "no character"),
+        (["train", "text2image", "--data", "digits", "--steps", "1"], "needs captioned data"),
+        (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "variant=both"], "expected one of"),
+        (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", f"encoder={tmp_path / 'nope'}"],
+         "no such run"),
+        (["train", "text2image", "--data", "shapes", "--steps", "1", "--size", "16", "--set", f"encoder={run}"],
+         "not a text-encoder run"),
+    ]
+    for argv, fragment in cases:
+        code = main(["-q", *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (argv, err)
+        assert err.startswith("gankit: error:") and "\n" not in err and fragment in err, (argv, err)
+    assert not (tmp_path / "x.png").exists()
