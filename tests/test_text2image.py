@@ -248,3 +248,16 @@ def test_txt2img_cli_end_to_end_and_errors(tmp_path, capsys):
         assert code == 2, (argv, err)
         assert err.startswith("gankit: error:") and "\n" not in err and fragment in err, (argv, err)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_shuffled_caption_copies_keep_the_words():
+    from gankit.recipes.text_encoder import with_shuffled_words
+
+    caps = [["a small red circle on a black background", "a red disc"], ["a big blue box"]]
+    out = with_shuffled_words(caps, 2, seed=0)
+    assert [len(c) for c in out] == [6, 3] and out[0][:2] == caps[0] and out[1][:1] == caps[1]
+    for orig, items in zip(caps, out):
+        for j, s in enumerate(items[len(orig):]):
+            assert sorted(s.split()) == sorted(orig[j % len(orig)].split())
+    assert out == with_shuffled_words(caps, 2, seed=0) and with_shuffled_words(caps, 0, seed=0) == caps
+    assert any(s not in orig for orig, items in zip(caps, out) for s in items[len(orig):])  # order changed

@@ -18,7 +18,7 @@ Objective, with s = D(·,·) as a probability and one random caption t of each i
 - ``int_cls`` (default): both, the paper's best model.
 
 G minimises -log s_f (the non-saturating form, as the authors' code does) plus the INT term.
-Adam lr 2e-4, β1 0.5, batch 64, z 100-d, as in the paper.
+Adam β1 0.5, batch 64, z 100-d, as in the paper; lr 1e-3 (the paper: 2e-4, see below).
 
 Deviations, each for a 2-core CPU: images 32x32 by default (paper 64x64; ``--size 64`` gives
 the paper's input size), ``width`` 32 for both nets (the authors' code: ngf 128, ndf 64); text
@@ -26,10 +26,23 @@ embedding 128-d from gankit's own smaller char-CNN-RNN (paper 1024-d); one capti
 caption embeddings); the wrong caption is the next image's caption in the shuffled minibatch
 (it can describe the same attributes by chance); the GAN-INT partner t2 is the minibatch
 reversed. ``ema=true`` (off-paper, default; Yazıcı et al. 2019): samples come from an exponential
-moving average of G's weights. ``lambda_ms=1`` (off-paper, default; Mao et al. 2019, MSGAN,
+moving average of G's weights. ``lambda_ms=0.1`` (off-paper, default; Mao et al. 2019, MSGAN,
 arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|). Without it, on
 ``shapes`` G ignored z within 1,000 steps (8 latents per caption gave 8 identical images) — the
 conditional mode collapse MSGAN addresses; ``--set lambda_ms=0`` gives the paper's objective.
+
+Learning rate and mode-seeking weight, measured on ``shapes`` (32 px, 1,500 steps, one seed,
+the word-shuffle text encoder; accuracy of generated images on held-out-template captions, and
+how many of 5 positions / 2 sizes 200 samples of one open caption cover):
+
+    lr 2e-4, lambda_ms 1     colour 0.554  shape 0.406  size 0.663  positions 4  sizes 2
+    lr 5e-4, lambda_ms 1     colour 0.563  shape 0.422  size 0.695  positions 5  sizes 2
+    lr 5e-4, lambda_ms 0     colour 0.701  shape 0.394  size 0.900  positions 1  sizes 1
+    lr 5e-4, lambda_ms 0.1   colour 0.740  shape 0.432  size 0.858  positions 2  sizes 1
+    lr 1e-3, lambda_ms 0.1   colour 0.771  shape 0.441  size 0.871  positions 4  sizes 2   (default)
+    lr 5e-4, 0.1, variant=cls colour 0.787 shape 0.408  size 0.880  positions 4  sizes 2
+
+With weight 1 the term rewarded pixel differences so strongly that G drew speckle noise.
 The text embedding is rescaled to norm sqrt(E) before D's and G's compression (see
 ``gankit.models.text2image.TextProjection``).
 """
@@ -60,15 +73,15 @@ class Text2ImageConfig:
     t_dim: int = 128  # compressed text embedding (the paper's 128)
     width: int = 32  # ngf = ndf (the authors' code: ngf 128, ndf 64 at 64x64)
     beta: float = 0.5  # GAN-INT interpolation weight
-    lr: float = 2e-4
+    lr: float = 1e-3  # the paper: 2e-4 (see the docstring)
     betas: tuple[float, ...] = (0.5, 0.999)
     batch: int = 64
     ema: bool = True
     ema_decay: float = 0.999
-    lambda_ms: float = 1.0  # mode-seeking term (MSGAN) weight; 0 = the paper's objective
+    lambda_ms: float = 0.1  # mode-seeking term (MSGAN) weight; 0 = the paper's objective
     size: int = 32  # image side (power of two >= 16); the paper uses 64
     encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
-    encoder_steps: int = 1000  # steps of the encoder trained by encoder=auto
+    encoder_steps: int = 3000  # steps of the encoder trained by encoder=auto (~2 min on 2 cores; see text_encoder)
     encoder_overrides: tuple[str, ...] = ()  # text-encoder settings for encoder=auto, e.g. emb_dim=128
 
     def validate(self) -> None:

@@ -17,6 +17,14 @@ three, and an RNN/LSTM), widths sized for a CPU; embeddings are 128-d (the paper
 compresses them to 128 anyway); Adam lr 1e-3 (the paper: RMSprop 2e-4, 300 epochs); the hinges
 are averaged over the minibatch's negatives (see ``sje_loss``).
 
+Word-shuffle augmentation (not in the paper): each training caption also appears with its words in
+a random order (``shuffled_copies`` = 1: half the drawn captions are shuffled). Trained on the
+plain captions only, 3,000 steps on ``shapes`` gave an encoder whose colour was linearly readable
+from 100% of training captions but only 80% of captions in the held-out templates (63-70% for
+templates that put the colour after the shape or late in the sentence), so G could not follow
+new wordings. Shuffling makes the encoder read which words a caption holds more than where they
+stand; the order it still sees in half the draws keeps multi-word phrases ("snow white").
+
 ``gankit train text-encoder --data shapes|PATH`` trains one; ``text2image`` trains one itself
 when none is given. Its export holds ``T`` (text) and ``V`` (image); ``text2image`` uses ``T``
 frozen.
@@ -24,6 +32,7 @@ frozen.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +44,7 @@ from gankit.losses import sje_loss
 from gankit.models.text_encoder import CharCNNRNN, ImageEncoder, tokenize
 from gankit.recipes.base import Recipe, StepContext
 
-VERSION = "char-cnn-rnn-v1"
+VERSION = "char-cnn-rnn-v2"  # v2: trained with word-shuffled captions
 
 
 @dataclass
@@ -46,6 +55,7 @@ class TextEncoderConfig:
     emb_dim: int = 128  # joint embedding size (Reed: 1024)
     image_width: int = 32  # channels of the image encoder's first convolution
     margin: float = 1.0
+    shuffled_copies: int = 1  # word-shuffled copies per caption drawn in training (0: Reed's; see docstring)
     lr: float = 1e-3
     batch: int = 64
     size: int | None = None  # image side (the image encoder works at 32x32 whatever the side)
@@ -54,6 +64,8 @@ class TextEncoderConfig:
         for key in ("max_chars", "text_width", "text_hidden", "emb_dim", "image_width", "batch"):
             if getattr(self, key) <= 0:
                 raise UsageError(f"{key} must be a positive integer, got {getattr(self, key)}")
+        if self.shuffled_copies < 0:
+            raise UsageError(f"shuffled_copies must be 0 or more, got {self.shuffled_copies}")
         if self.max_chars < 16:
             raise UsageError(f"max_chars must be at least 16, got {self.max_chars}")
         if not self.lr > 0 or not self.margin > 0:
@@ -84,6 +96,23 @@ def caption_tokens(captions: list[list[str]], max_chars: int) -> tuple[Tensor, T
     return codes, torch.tensor([len(c) for c in captions], dtype=torch.int64)
 
 
+def with_shuffled_words(captions: list[list[str]], copies: int, seed: int) -> list[list[str]]:
+    """Each item's captions followed by ``copies`` word-order permutations of each (seeded)."""
+    if copies == 0:
+        return captions
+    rng = random.Random(seed)
+    out = []
+    for caps in captions:
+        extra = []
+        for _ in range(copies):
+            for c in caps:
+                words = c.split()
+                rng.shuffle(words)
+                extra.append(" ".join(words))
+        out.append(caps + extra)
+    return out
+
+
 def pick_caption(ctx: StepContext, n_caps: Tensor) -> Tensor:
     """One random caption index per item (B,), drawn from the training noise stream."""
     return (ctx.rand(n_caps.shape[0]) * n_caps).long().clamp_(max=n_caps - 1)
@@ -104,7 +133,7 @@ class TextEncoderRecipe(Recipe):
         if tcfg.eval_every:
             raise UsageError("--eval-every scores generated images; a text encoder generates none (its log has "
                              "retrieval_top1; evaluate the text2image run trained with it)")
-        codes, n = caption_tokens(ds.captions, cfg.max_chars)
+        codes, n = caption_tokens(with_shuffled_words(ds.captions, cfg.shuffled_copies, tcfg.seed), cfg.max_chars)
         ds.aligned = {"tokens": codes, "n_caps": n, "cls": caption_classes(ds)}
         return ds
 
