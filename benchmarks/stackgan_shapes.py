@@ -78,6 +78,7 @@ def main() -> None:
         wall = gankit(["train", "stackgan", "--data", "shapes", "--minutes", str(a.minutes), "--seed", a.seed,
                        "--out", str(run), "--set", "progress=false", *sum((["--set", x] for x in a.sets), [])],
                       env, out / "train.log")
+        (out / "results.json").write_text(json.dumps({"wall_s": round(wall, 1)}))  # kept if evaluation stops
     res2, res1 = evaluate(run, env), evaluate(run / "stage1", env)
     rows = {
         "Stage-II (64 px)": {k: res2[f"{k}_acc"] for k in ATTRS} | {"fid_attr": res2["fid_attr"]},
