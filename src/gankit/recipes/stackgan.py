@@ -43,7 +43,7 @@ per-dimension KL, not the total. At 64 px, ``lr_decay_epochs`` = 100 is longer t
 budget (about 25 epochs of ``shapes``), so the rate stays constant there; set it lower to see the
 schedule. Off-paper, as in gankit's text2image and for the same measured reason (G ignored z on
 ``shapes``): samples from an EMA of G1 / G2 (``ema``) and, in Stage-I only, the mode-seeking term
-(``lambda_ms`` = 1; MSGAN, arXiv:1903.05628; 0 gives the paper's objective). Stage-II has no z,
+(``lambda_ms`` = 0.1, text2image's measured default; MSGAN, arXiv:1903.05628; 0 gives the paper's objective). Stage-II has no z,
 so no mode-seeking term. Sampling draws the CA noise ε too: a latent is [z, ε_0, ε] (``latent_dim``).
 """
 
@@ -86,7 +86,7 @@ class StackGANConfig:
     ndf2: int = 16
     n_res: int = 2
     kl_weight: float = 1.0  # λ
-    lambda_ms: float = 1.0  # mode-seeking term in Stage-I (MSGAN); 0 = the paper's objective
+    lambda_ms: float = 0.1  # mode-seeking term in Stage-I (MSGAN); 0 = the paper's objective
     lr: float = 2e-4
     betas: tuple[float, ...] = (0.5, 0.999)
     lr_decay_epochs: int = 100  # the learning rate halves every this many epochs
@@ -94,7 +94,7 @@ class StackGANConfig:
     ema: bool = True
     ema_decay: float = 0.999
     encoder: str = "auto"  # Stage-I's text encoder: auto or a text-encoder run/export path
-    encoder_steps: int = 1000
+    encoder_steps: int = 3000  # as text2image's, so both reuse one cached encoder
     encoder_overrides: tuple[str, ...] = ()
 
     def validate(self) -> None:
