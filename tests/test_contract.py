@@ -14,6 +14,8 @@ from gankit.recipes import REGISTRY
 from gankit.recipes.base import DataSpec
 from gankit.train import load_data, resolve
 
+from conftest import STACKGAN_TINY
+
 TINY = {
     "gan": ("ring8", ["hidden=16", "depth=1", "batch=8", "ema=true"]),
     "gan-image": ("digits", ["hidden=16", "depth=1", "batch=8", "loss=minimax"]),
@@ -31,6 +33,9 @@ TINY = {
     "text2image-gan": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                   "variant=gan", "ema=false"]),
+    # 64 px Stage-II over a 16 px Stage-I; stage 2 reads the session's tiny Stage-I run ({stage1})
+    "stackgan-1": ("shapes", [*STACKGAN_TINY, "stage=1"]),
+    "stackgan-2": ("shapes", [*STACKGAN_TINY, "stage=2", "stage1_run={stage1}"]),
 }
 
 
@@ -45,6 +50,7 @@ def test_every_recipe_has_a_tiny_setting():
 
 def make(case, steps=4, seed=0):
     data, sets = TINY[case]
+    sets = [s.format(stage1=_PREREQ.get("stage1")) for s in sets]
     cls, hp, tcfg = resolve(recipe_of(case), data=data, overrides=sets, steps=steps, seed=seed)
     if case not in _DATA:  # loaded once per case: every test below builds several engines
         _DATA[case] = load_data(tcfg.data, cls, hp, tcfg)
@@ -57,6 +63,7 @@ def make(case, steps=4, seed=0):
 
 
 _DATA = {}
+_PREREQ = {}  # runs some cases need trained first (filled by the case fixture)
 
 
 def weights(eng):
@@ -66,6 +73,8 @@ def weights(eng):
 
 @pytest.fixture(params=sorted(TINY))
 def case(request):
+    if "{stage1}" in " ".join(TINY[request.param][1]):
+        _PREREQ["stage1"] = request.getfixturevalue("stackgan_stage1")
     return request.param
 
 

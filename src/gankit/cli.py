@@ -24,6 +24,8 @@ examples:
   gankit train dcgan --data mnist --minutes 10 --eval-every 500  # FID curve + best export
   gankit train cyclegan --data mnist2mnistm --minutes 10  # unpaired MNIST -> MNIST-M translation
   gankit train cyclegan --data ~/horse2zebra --size 128 --steps 200000  # ROOT/trainA, trainB[, testA, testB]
+  gankit train text2image --data shapes --minutes 12   # images from captions (trains its text encoder first)
+  gankit train stackgan --data shapes --minutes 16     # Stage-I into RUN/stage1, then Stage-II (4x the side)
   torchrun --nproc_per_node=2 -m gankit train dcgan --data mnist --steps 2000
 
 Settings for --set (and --config FILE.yaml) are listed per recipe by `gankit recipes`.
@@ -43,8 +45,11 @@ examples:
   gankit txt2img runs/t2i --captions captions.txt --n-per-caption 8 --seed 1 --out grid.png
   gankit txt2img runs/t2i "a big blue square on white" --n-per-caption 100 --out blue.npz   # arr_0 uint8 (N,H,W,C)
   gankit txt2img runs/t2i --interpolate "a red circle" "a blue square" --steps 8 --out interp.png
+  gankit txt2img runs/stack "a small red circle on a black background" --stages --out pairs.png
 
 --captions FILE: one caption a line (blank lines skipped). PNG grids hold one caption per row.
+--stages (stackgan runs): each Stage-II image beside its Stage-I image (upsampled bicubically in
+the PNG; an npz gets the Stage-I images at their own side as `stage1`).
 --interpolate A B: the first K rows (K = --n-per-caption, default 4) keep z fixed and move the text
 embedding from A to B; the last K rows keep caption A and move z between two draws.
 """
@@ -140,11 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     tr.add_argument("--direction", default="AtoB", help="AtoB (default, G_AB) or BtoA (G_BA)")
     tr.add_argument("--out", required=True, help="DIR (one image per input, same names) or FILE.npz")
-    x = sub.add_parser("txt2img", help="images from captions with a text2image run",
+    x = sub.add_parser("txt2img", help="images from captions with a text2image or stackgan run",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Generate images for captions with a text2image run's export (its own frozen "
-                                   "text encoder reads any caption).", epilog=TXT2IMG_EXAMPLES)
-    x.add_argument("run", help="text2image run directory or export folder")
+                       description="Generate images for captions with a text2image or stackgan run's export (its "
+                                   "own frozen text encoder reads any caption).", epilog=TXT2IMG_EXAMPLES)
+    x.add_argument("run", help="text2image or stackgan run directory or export folder")
     x.add_argument("caption", nargs="?", help="the caption (or use --captions FILE / --interpolate)")
     x.add_argument("--captions", metavar="FILE", help="a text file with one caption a line")
     x.add_argument("--n-per-caption", dest="n_per_caption", help="images per caption (default 8; 4 with --interpolate)")
@@ -152,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--interpolate", nargs=2, metavar=("CAPTION_A", "CAPTION_B"),
                    help="interpolate the text embedding from A to B (and z with A fixed)")
     x.add_argument("--steps", default="8", help="images per interpolation row (default 8)")
+    x.add_argument("--stages", action="store_true", help="stackgan: Stage-I and Stage-II images side by side")
     x.add_argument("--out", required=True, help="FILE.png (grid) or FILE.npz (arr_0: uint8 N,H,W,C)")
 
     sub.add_parser("datasets", help="list built-in datasets and the on-disk layouts --data reads")
@@ -193,7 +199,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"  {label:<9}{path}")
     if a.recipe == "cyclegan":
         print(f"  translate: gankit translate {run} INPUT... --direction AtoB --out DIR|FILE.npz")
-    elif a.recipe == "text2image":
+    elif a.recipe in ("text2image", "stackgan"):
         print(f"  from captions: gankit txt2img {run} \"a small red circle on a black background\" --out red.png")
     elif a.recipe == "text-encoder":
         print(f"  use it: gankit train text2image --data {a.data or 'shapes'} --set encoder={run}")
@@ -274,7 +280,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         from gankit import load
 
         model = load(src)
-        if model.recipe.name == "text2image" and a.metrics is None:
+        if model.recipe.name in ("text2image", "stackgan") and a.metrics is None:
             return _eval_captions(a, model, seed)
         if model.recipe.name == "text-encoder":
             raise UsageError(f"{src} is a text encoder; evaluate the text2image run trained with it")
@@ -420,13 +426,20 @@ def cmd_txt2img(a: argparse.Namespace) -> int:
             raise UsageError("empty caption: write what the image should show, e.g. \"a small red circle\"")
     if a.interpolate and steps < 2:
         raise UsageError(f"--steps must be at least 2, got {steps}")
+    if a.stages and a.interpolate:
+        raise UsageError("--stages applies to captions, not to --interpolate")
     model = load(a.run)
     recipe = model.recipe
-    if recipe.name != "text2image":
-        raise UsageError(f"{a.run} is a {recipe.name} run; txt2img needs a text2image run")
+    if recipe.name not in ("text2image", "stackgan"):
+        raise UsageError(f"{a.run} is a {recipe.name} run; txt2img needs a text2image or stackgan run")
+    if a.stages and not getattr(recipe, "two", False):
+        raise UsageError(f"--stages needs a stackgan run with Stage-II; {a.run} is a {recipe.name} "
+                         f"{'Stage-I ' if recipe.name == 'stackgan' else ''}run")
+    dim = getattr(recipe, "latent_dim", None) or recipe.cfg.z_dim  # stackgan: [z, CA noise]
     gen = torch.Generator().manual_seed(seed)
+    stage1 = None
     if a.interpolate:
-        z0, z1 = torch.randn(k, recipe.cfg.z_dim, generator=gen), torch.randn(k, recipe.cfg.z_dim, generator=gen)
+        z0, z1 = torch.randn(k, dim, generator=gen), torch.randn(k, dim, generator=gen)
         emb = recipe.embed(recipe.modules, captions).cpu()  # (2, E)
         w = torch.linspace(0, 1, steps)[:, None]  # (steps, 1)
         text_path = (1 - w) * emb[0] + w * emb[1]  # (steps, E)
@@ -439,23 +452,34 @@ def cmd_txt2img(a: argparse.Namespace) -> int:
         images, nrow = torch.cat(rows).cpu(), steps
         what = f"{len(images)} images ({k} rows caption A->B, {k} rows z0->z1 with caption A; {steps} steps)"
     else:
-        z = torch.randn(len(captions) * k, recipe.cfg.z_dim, generator=gen)
+        z = torch.randn(len(captions) * k, dim, generator=gen)
         caps = [c for c in captions for _ in range(k)]
-        images = torch.cat([recipe.generate(recipe.modules, recipe.inputs_for(caps[i : i + 500], z[i : i + 500])).cpu()
-                            for i in range(0, len(caps), 500)])
+        gen_fn = recipe.generate_stages if a.stages else lambda m, x: [recipe.generate(m, x)]
+        parts = [[im.cpu() for im in gen_fn(recipe.modules, recipe.inputs_for(caps[i : i + 500], z[i : i + 500]))]
+                 for i in range(0, len(caps), 500)]
+        images = torch.cat([p[-1] for p in parts])
         nrow = k
         what = f"{len(images)} images ({len(captions)} caption{'s' if len(captions) > 1 else ''} x {k})"
+        if a.stages:
+            from gankit.recipes.stackgan import side_by_side, upsample
+
+            stage1 = torch.cat([p[0] for p in parts])
+            what += f", each beside its {stage1.shape[-1]} px Stage-I image"
     if out.suffix.lower() == ".npz":
         arr = viz.to_uint8(images).permute(0, 2, 3, 1).numpy()
-        atomic_write(out, lambda f: np.savez_compressed(f, arr_0=arr))
+        extra = {} if stage1 is None else {"stage1": viz.to_uint8(stage1).permute(0, 2, 3, 1).numpy()}
+        atomic_write(out, lambda f: np.savez_compressed(f, arr_0=arr, **extra))
     else:
+        if stage1 is not None:  # pairs: Stage-I upsampled bicubically, then Stage-II
+            images, nrow = side_by_side(upsample(stage1, images.shape[-1]), images), 2 * k
         viz.save_grid(images, out, nrow=nrow, upscale=max(1, 64 // images.shape[-1]))
     print(f"wrote {what} to {out}")
     return 0
 
 
 def _eval_captions(a: argparse.Namespace, model, seed: int) -> int:  # noqa: ANN001
-    """text2image on shapes: attribute accuracy for held-out-template captions, sample diversity."""
+    """text2image / stackgan on shapes: attribute accuracy for held-out-template captions, sample
+    diversity; stackgan: also fid_attr, and for Stage-II runs Stage-I upsampled bicubically."""
     import json
 
     from gankit.metrics.attributes import caption_accuracy
@@ -464,13 +488,14 @@ def _eval_captions(a: argparse.Namespace, model, seed: int) -> int:  # noqa: ANN
     if data != "shapes":
         raise UsageError(f"caption accuracy needs the built-in shapes data (this run used {data!r}); "
                          "for FID pass --metrics fid,kid --features inception")
-    res = caption_accuracy(model.recipe, model.recipe.modules, seed=seed)
+    report = getattr(model.recipe, "caption_report", None)
+    res = report(model.recipe.modules, seed) if report else caption_accuracy(model.recipe, model.recipe.modules, seed=seed)
     if a.json:
         print(json.dumps(res))
         return 0
     for k, v in res.items():
-        if k.endswith("_acc"):
-            print(f"{k:<18}{v:.4f}")
+        if k.endswith(("_acc", "fid_attr")):
+            print(f"{k:<32}{v:.4f}")
     d = res["diversity"]
     print(f"diversity for {d['caption']!r} ({d['n']} samples): positions {d['position_share']}, sizes {d['size_share']}, "
           f"colour {d['colour_acc']:.3f}, shape {d['shape_acc']:.3f}")

@@ -94,9 +94,132 @@ def resolve(recipe: str, *, data: str | None = None, config_file: str | None = N
     return cls, hp, tcfg
 
 
+def default_out(recipe: str, data: str) -> Path:
+    return Path("runs") / f"{recipe}-{Path(str(data)).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, data: str | None = None,
           config_file: str | None = None, overrides: tuple[str, ...] | list[str] = (), **flags: Any) -> Any:
-    """Train ``recipe`` and return the engine's :class:`~gankit.engine.loop.FitResult`."""
+    """Train ``recipe`` and return the engine's :class:`~gankit.engine.loop.FitResult`.
+
+    A recipe whose settings ask for a run trained first (``Recipe.first_run``: StackGAN's Stage-I
+    with ``stage=both``) gets it here: see :func:`_train_first`.
+    """
+    from gankit.recipes import get_recipe
+
+    kwargs = {"out": out, "resume": resume, "data": data, "config_file": config_file, "overrides": list(overrides),
+              **flags}
+    staged = _train_first(get_recipe(recipe), recipe, kwargs)
+    if staged is None:
+        return _train_one(recipe, **kwargs)
+    if isinstance(staged, dict):
+        return _train_one(recipe, **staged)
+    return staged  # the first run was interrupted: so is this command
+
+
+def split_budget(tcfg: TrainConfig, share: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(first run's, main run's) --steps / --minutes: ``share`` of each given budget to the first run."""
+    first: dict[str, Any] = {"steps": None, "minutes": None}
+    main: dict[str, Any] = {"steps": None, "minutes": None}
+    if tcfg.steps is not None:
+        if tcfg.steps < 2:
+            raise UsageError(f"--steps {tcfg.steps} cannot be split between two stages; give at least 2")
+        first["steps"] = min(max(1, round(share * tcfg.steps)), tcfg.steps - 1)
+        main["steps"] = tcfg.steps - first["steps"]
+    if tcfg.minutes is not None:
+        first["minutes"], main["minutes"] = share * tcfg.minutes, (1 - share) * tcfg.minutes
+    return first, main
+
+
+def _train_first(cls: type, recipe: str, kw: dict[str, Any]) -> Any:
+    """Train (or resume) the run ``cls.first_run`` asks for, into ``RUN/<subdir>``.
+
+    Returns None when there is none (the caller trains the run as usual), the first run's
+    :class:`FitResult` (``run_dir`` = RUN) when it was interrupted, or the keyword arguments of
+    :func:`_train_one` for the main run. Budget: the first run gets ``FirstRun.share`` of
+    ``--steps`` / ``--minutes``, the main run the rest. The main run counts its own steps; its
+    config.yaml records the first run's (``first_run.steps``), so that ``--resume --steps N``
+    keeps N the total of both. ``--resume`` while the first run is unfinished resumes it (with its
+    share of the new budget), then starts the main run; once the main run has started, a new
+    ``--minutes`` goes to it whole.
+    """
+    from gankit.config import to_dict
+    from gankit.engine.loop import FitResult
+    from gankit.engine.rundir import RunDir
+    from gankit.recipes.base import Recipe
+
+    if cls.first_run.__func__ is Recipe.first_run.__func__:
+        return None
+    out, resume = kw["out"], kw["resume"]
+    budget = {k: kw[k] for k in ("steps", "minutes") if kw.get(k) is not None}
+    if resume and out is None:
+        raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    if resume and RunDir(out).config.exists():  # the main run has started: its first run is done
+        doc = load_yaml_doc(RunDir(out).config)
+        first_doc = doc.get("first_run")
+        if not first_doc:
+            return None
+        main = {**kw, "doc_extra": {"first_run": first_doc}}
+        if "steps" in budget:  # N is the total of both stages
+            _, _, tcfg = resolve(recipe, data=kw["data"], config_file=kw["config_file"], overrides=kw["overrides"],
+                                 resume_doc=doc, **{k: v for k, v in kw.items() if k not in _NOT_FLAGS})
+            if tcfg.steps <= first_doc["steps"]:
+                raise UsageError(f"--steps {tcfg.steps} is not above the {first_doc['steps']} steps of the first stage "
+                                 f"({first_doc['path']}); --steps is the total of both stages")
+            main["steps"] = tcfg.steps - first_doc["steps"]
+        return main
+
+    saved = None  # with --resume: the main run's settings, saved with its unfinished first run
+    if resume:
+        for sub_cfg in sorted(Path(out).glob("*/config.yaml")):
+            saved = load_yaml_doc(sub_cfg).get("first_run_of") or saved
+        if saved is None:
+            return None  # _train_one gives the usual answer
+        saved = {"recipe": recipe, **saved}
+    flags = {k: v for k, v in kw.items() if k not in _NOT_FLAGS}
+    cls, hp, tcfg = resolve(recipe, data=kw["data"], config_file=kw["config_file"], overrides=kw["overrides"],
+                            resume_doc=saved, **flags)
+    first = cls.first_run(hp)
+    if first is None:
+        return None
+    out = Path(out) if out is not None else default_out(recipe, tcfg.data)
+    sub = out / first.subdir
+    if not resume and (RunDir(out).has_state() or RunDir(sub).has_state()):
+        raise UsageError(f"{out} already holds a run; add --resume to continue it or choose another --out")
+    budget1, budget2 = split_budget(tcfg, first.share)
+    main_doc = {"hparams": to_dict(hp), "train": to_dict(tcfg)}
+    log.info("%s: training %s first into %s (%s)", recipe, first.subdir, sub,
+             ", ".join(f"{k} {v:g}" for k, v in budget1.items() if v is not None))
+    if resume:  # the first run keeps its saved settings; only its budget is new
+        sub_kw = {"resume": RunDir(sub).has_state(), "overrides": [], "config_file": None}
+    else:
+        sub_kw = {**flags, "resume": False, "overrides": [*kw["overrides"], *first.overrides],
+                  "config_file": kw["config_file"]}
+    res = _train_one(recipe, **{**sub_kw, **budget1, "out": sub, "data": tcfg.data,
+                                "doc_extra": {"first_run_of": main_doc}})
+    if res.reason == "interrupted":
+        return FitResult(res.step, "interrupted", res.last, out)
+    if budget2["steps"] is not None:
+        budget2["steps"] = max(1, tcfg.steps - res.step)
+    link = f"{first.link}={sub.resolve()}"
+    extra = {"first_run": {"path": str(sub.resolve()), "steps": res.step}}
+    if resume:  # the main run starts now, from the settings saved with its first run
+        saved["hparams"] = {**saved["hparams"], first.link: str(sub.resolve())}
+        return {"out": out, "resume": False, "data": tcfg.data, "config_file": None, "overrides": kw["overrides"],
+                "settings_doc": saved, "doc_extra": extra, **flags, **budget2}
+    return {**kw, **budget2, "out": out, "overrides": [*kw["overrides"], link], "doc_extra": extra}
+
+
+# keyword arguments of _train_one that are not settings
+_NOT_FLAGS = ("out", "resume", "data", "config_file", "overrides", "doc_extra", "settings_doc")
+
+
+def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = False, data: str | None = None,
+               config_file: str | None = None, overrides: tuple[str, ...] | list[str] = (),
+               doc_extra: dict[str, Any] | None = None, settings_doc: dict[str, Any] | None = None,
+               **flags: Any) -> Any:
+    """One run of ``recipe``. ``doc_extra``: more entries for its config.yaml; ``settings_doc``: saved
+    settings a new run starts from (as a resumed run does: only budget and cadence may change)."""
     from gankit.engine import checkpoint, dist
     from gankit.engine.loop import Engine
     from gankit.engine.rundir import RunDir
@@ -110,7 +233,8 @@ def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, d
         if not run.config.exists():
             raise UsageError(f"cannot resume: {run.path} holds no gankit run (no config.yaml)")
         resume_doc = load_yaml_doc(run.config)
-    cls, hp, tcfg = resolve(recipe, data=data, config_file=config_file, overrides=overrides, resume_doc=resume_doc, **flags)
+    cls, hp, tcfg = resolve(recipe, data=data, config_file=config_file, overrides=overrides,
+                            resume_doc=resume_doc if resume_doc is not None else settings_doc, **flags)
     ds = load_data(tcfg.data, cls, hp, tcfg)
     spec = DataSpec.from_dataset(ds)
     doc = {
@@ -119,6 +243,7 @@ def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, d
         "train": to_dict(tcfg),
         "hparams": to_dict(hp),
         "data_info": {**spec.to_dict(), "name": ds.name, "fingerprint": ds.fingerprint},
+        **(doc_extra or {}),
     }
     if resume_doc is not None and resume_doc["data_info"].get("fingerprint") != ds.fingerprint:
         raise UsageError(f"cannot resume: --data {tcfg.data} is not the data this run was trained on")
@@ -130,7 +255,7 @@ def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, d
     run = None
     if info.is_main:
         if out is None:
-            out = Path("runs") / f"{recipe}-{Path(str(tcfg.data)).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            out = default_out(recipe, tcfg.data)
         run = RunDir(out)
         if not resume and run.has_state():
             raise UsageError(f"{run.path} already holds a run; add --resume to continue it or choose another --out")

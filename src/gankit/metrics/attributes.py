@@ -12,6 +12,11 @@ caption and reports, per attribute, the share of images whose predicted value is
 caption states (only over captions that state it), plus ``all``: every stated attribute right.
 Diversity: for one caption that leaves size and position open, the share of samples predicted in
 each position and size.
+
+:func:`attribute_fid`: FID in the classifier's 256-d penultimate features (``fid_attr``), against
+real ``shapes`` drawn with a seed of their own (:data:`FID_SEED`); images of any side are brought
+to 32x32 first (:func:`prepare`). A measure of image realism that knows what shapes look like,
+used to compare StackGAN's two stages.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from gankit.metrics.lenet import cache_dir
 log = logging.getLogger(__name__)
 
 VERSION = "shapes-attr-v1"
-TRAIN_SEED, TEST_SEED = 1001, 1002
+TRAIN_SEED, TEST_SEED, FID_SEED = 1001, 1002, 1003
 EPOCHS, BATCH, NOISE = 6, 64, 0.1
 
 
@@ -134,18 +139,50 @@ def load_classifier(cache: Path | None = None) -> tuple[AttributeNet, dict[str, 
     return model, record
 
 
+@torch.no_grad()
+def features(model: AttributeNet, images: Tensor, batch: int = 500) -> Tensor:
+    """float32 (N, 256): the classifier's penultimate activations."""
+    model.eval()
+    trunk = model.net[:-1]
+    return torch.cat([trunk(prepare(images[i : i + batch])) for i in range(0, len(images), batch)])
+
+
+def attribute_fid(fake: Tensor, size: int, repeats: int = 4, cache: Path | None = None) -> float:
+    """FID of ``fake`` images (uint8 or [-1, 1]) against real shapes drawn at ``size`` (every
+    attribute combination ``repeats`` times, seed :data:`FID_SEED`), in the classifier's features."""
+    from gankit.data import shapes
+    from gankit.metrics.scores import FeatureStats, fid
+
+    clf, _ = load_classifier(cache)
+    real = shapes.draw_attributes(shapes.all_combinations(repeats), size, FID_SEED)
+    stats = []
+    for x in (real, fake):
+        s = FeatureStats.empty(256)
+        s.update(features(clf, x))
+        stats.append(s)
+    return fid(stats[0], stats[1])
+
+
 def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, repeats: int = 2,
-                     diversity_n: int = 200, cache: Path | None = None) -> dict[str, Any]:
-    """Attribute accuracy of a text2image ``recipe`` sampling with ``modules`` (a loaded export's,
-    or the training EMA copies, in eval mode) on held-out-template captions."""
+                     diversity_n: int = 200, cache: Path | None = None, generate: Any = None,
+                     keep_images: bool = False) -> dict[str, Any]:
+    """Attribute accuracy of a text-to-image ``recipe`` sampling with ``modules`` (a loaded export's,
+    or the training EMA copies, in eval mode) on held-out-template captions.
+
+    Latents have ``recipe.latent_dim`` components (default ``cfg.z_dim``); ``generate`` (default
+    ``recipe.generate``) maps (modules, inputs) to images, e.g. a view of one stage of StackGAN.
+    ``keep_images``: the held-out-caption images are returned under ``images`` (float, CPU).
+    """
     from gankit.data import shapes
 
     clf, record = load_classifier(cache)
+    generate = generate or recipe.generate
+    dim = getattr(recipe, "latent_dim", None) or recipe.cfg.z_dim
     attrs = shapes.all_combinations(repeats)  # (540 * repeats, 5)
     caps, mentioned = shapes.held_out_captions(attrs, seed)
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(len(caps), recipe.cfg.z_dim, generator=gen)
-    fake = torch.cat([recipe.generate(modules, recipe.inputs_for(caps[i : i + 500], z[i : i + 500])).cpu()
+    z = torch.randn(len(caps), dim, generator=gen)
+    fake = torch.cat([generate(modules, recipe.inputs_for(caps[i : i + 500], z[i : i + 500])).cpu()
                       for i in range(0, len(caps), 500)])
     pred = predict(clf, fake)
     out: dict[str, Any] = {}
@@ -161,8 +198,8 @@ def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, 
     # diversity: one caption, size and position left open
     div_attrs = {"colour": "red", "shape": "circle", "background": "black"}
     div_caption = shapes.caption(div_attrs, shapes.DIVERSITY_TEMPLATE)
-    zd = torch.randn(diversity_n, recipe.cfg.z_dim, generator=gen)
-    imgs = recipe.generate(modules, recipe.inputs_for([div_caption] * diversity_n, zd)).cpu()
+    zd = torch.randn(diversity_n, dim, generator=gen)
+    imgs = generate(modules, recipe.inputs_for([div_caption] * diversity_n, zd)).cpu()
     p = predict(clf, imgs)
     cols = list(shapes.ATTRIBUTES)
     share = {a: [round(float((p[:, cols.index(a)] == i).double().mean()), 3) for i in range(len(v))]
@@ -182,4 +219,6 @@ def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, 
         "captions": len(caps), "templates": "held-out (never used for training captions)",
         "held_out_templates": list(shapes.HELD_OUT_TEMPLATES), "seed": seed,
     }
+    if keep_images:
+        out["images"] = fake
     return out

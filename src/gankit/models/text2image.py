@@ -18,6 +18,11 @@ from torch import Tensor, nn
 from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, num_stages
 
 
+def rescale_embedding(emb: Tensor) -> Tensor:
+    """φ(t) (B, E) rescaled to norm sqrt(E): unit variance per component (see :class:`TextProjection`)."""
+    return F.normalize(emb, dim=1) * emb.shape[1] ** 0.5
+
+
 class TextProjection(nn.Module):
     """φ(t) (B, E) -> compressed (B, t_dim): FC + LeakyReLU(0.2).
 
@@ -30,10 +35,9 @@ class TextProjection(nn.Module):
         super().__init__()
         self.fc = nn.Linear(emb_dim, t_dim)
         self.act = nn.LeakyReLU(0.2, True)
-        self.scale = emb_dim**0.5
 
     def forward(self, emb: Tensor) -> Tensor:
-        return self.act(self.fc(F.normalize(emb, dim=1) * self.scale))
+        return self.act(self.fc(rescale_embedding(emb)))
 
 
 class TextToImageGenerator(nn.Module):

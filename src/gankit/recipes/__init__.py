@@ -13,6 +13,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "dcgan": ("gankit.recipes.dcgan", "DCGANRecipe", "DCGAN (Radford et al. 2015): convolutional G and D, power-of-two sides >= 16 px"),
     "cyclegan": ("gankit.recipes.cyclegan", "CycleGANRecipe", "CycleGAN (Zhu et al. 2017): unpaired translation A <-> B, ResNet G, PatchGAN D"),
     "text2image": ("gankit.recipes.text2image", "Text2ImageRecipe", "GAN-INT-CLS (Reed et al. 2016): images from captions, matching-aware D"),
+    "stackgan": ("gankit.recipes.stackgan", "StackGANRecipe", "StackGAN (Zhang et al. 2017): Stage-I sketch, Stage-II at 4x the side, conditioning augmentation"),
     "text-encoder": ("gankit.recipes.text_encoder", "TextEncoderRecipe", "char-CNN-RNN text encoder (Reed et al. 2016) for text2image"),
 }
 

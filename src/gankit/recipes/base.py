@@ -40,6 +40,18 @@ class DataSpec:
         return cls(d["kind"], tuple(d["shape"]), d.get("num_classes"), d.get("info", {}), tuple(d.get("domains", ())))
 
 
+@dataclass(frozen=True)
+class FirstRun:
+    """A run a recipe needs trained before its own (StackGAN's Stage-I): ``gankit.train`` trains
+    it into ``RUN/<subdir>`` with the run's settings plus ``overrides`` and ``share`` of the budget,
+    then the run itself with ``<link>=RUN/<subdir>``."""
+
+    subdir: str
+    overrides: list[str]
+    share: float  # of --steps / --minutes
+    link: str  # the hyper-parameter that receives the first run's path
+
+
 class StepContext(Protocol):
     """The engine's side of ``train_step``: randomness, more data, and optimizer steps."""
 
@@ -84,6 +96,11 @@ class Recipe:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
     # -- set-up -------------------------------------------------------------------------------
+    @classmethod
+    def first_run(cls, cfg: Any) -> FirstRun | None:
+        """A run to train before this one (see :class:`FirstRun`); None for most recipes."""
+        return None
+
     @classmethod
     def data_size(cls, cfg: Any, native: int) -> int:
         """Image side the recipe trains at, given the data's native side (``--size`` wins)."""
