@@ -158,8 +158,9 @@ dist.all_gather(out, flat)
 assert torch.equal(out[0], out[1]), "ranks diverged"
 assert eng.sampler.batch == 8
 print("RANK_OK", dist.get_rank())
-from gankit.engine.dist import shutdown
+from gankit.engine.dist import exit_worker, shutdown
 shutdown()  # barrier, then destroy: no rank tears down while a peer is mid-collective
+exit_worker(0)  # as the CLI does: no gloo teardown racing interpreter finalization
 """
 
 

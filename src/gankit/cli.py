@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -532,6 +533,15 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "transla
 
 
 def main(argv: list[str] | None = None) -> int:
+    rc = _main(argv)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # a torchrun worker: see dist.exit_worker
+        from gankit.engine.dist import exit_worker
+
+        exit_worker(rc)
+    return rc
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
     if a.command is None:

@@ -102,3 +102,22 @@ def shutdown() -> None:
         # without an active exception", seen in a fresh-clone test run).
         tdist.barrier()
         tdist.destroy_process_group()
+
+
+def exit_worker(code: int) -> None:
+    """End a torchrun worker process now, after flushing its output, skipping interpreter
+    finalization. Even after :func:`shutdown`, gloo's C++ threads can still be torn down while
+    Python finalizes; under CPU load that races and aborts the process ("terminate called without
+    an active exception", exit -6; reproduced with a 2-process run beside a busy core), turning a
+    finished, saved run into a failed one for torchrun."""
+    import logging
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
+
