@@ -26,7 +26,8 @@ paper's ngf = ndf = 64, batch 1 reached 1,860 steps on 2 threads and content 0.9
 content 0.936, fid_mnistm 119 (both measured with an evaluation classifier trained on one photo
 patch per digit, before ``MNISTM_BLENDS``); at batch 1 and width 32 (1 thread, 5 minutes) content
 was 0.902. With these defaults on the final data, 10 minutes on 2 threads: 2,130 steps, content
-0.966, fid_mnistm 92.9 (untranslated digits 0.974, 218); with 16x16 instead of 34x34 patches
+0.966, fid_mnistm 92.9 (untranslated digits 0.974, 218); the same with ``--batch 1`` (the paper's
+batch, width 32): 5,108 steps, content 0.934, fid_mnistm 101.5, so batch 1 misses the 95% bar; with 16x16 instead of 34x34 patches
 (``d_layers=1``, the previous default) 2,638 steps, content 0.892, fid_mnistm 121.
 ``--set ngf=64 --set ndf=64 --batch 1`` gives the paper's settings back.
 
