@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 BUDGET_MINUTES = 20.0
@@ -35,19 +33,8 @@ DEFAULT_MINUTES = 16.0  # training; the text encoder, data and final exports tak
 ATTRS = ("colour", "shape", "size", "background", "all")
 
 
-def gankit(args: list[str], env: dict[str, str], log: Path) -> float:
-    t0 = time.monotonic()
-    with open(log, "w") as f:
-        r = subprocess.run([sys.executable, "-m", "gankit", *args], env=env, stdout=f, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        sys.exit(f"gankit {' '.join(args)} failed (exit {r.returncode}); see {log}")
-    return time.monotonic() - t0
-
-
-def evaluate(run: Path, env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "gankit", "-q", "eval", str(run), "--json"], env=env,
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from text2image_shapes import evaluate, gankit  # noqa: E402  (one subprocess runner for both checks)
 
 
 def steps_of(run: Path) -> int:

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from gankit.engine.checkpoint import atomic_write
 from gankit.metrics import scores
+from gankit.metrics.attributes import prepare  # (N, C, H, W) -> float (N, 3, 32, 32) in [-1, 1]
 from gankit.metrics.lenet import LeNet, cache_dir
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,6 @@ EPOCHS = 10
 BATCH = 64
 
 
-def _prepare(images: Tensor) -> Tensor:
-    """(N, C, H, W) uint8 or [-1, 1] images -> float (N, 3, 32, 32) in [-1, 1] (gray repeated)."""
-    x = images.float().mul(2.0 / 255.0).sub(1.0) if images.dtype == torch.uint8 else images.float()
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    if x.shape[-1] != 32:
-        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=x.shape[-1] > 32)
-    return x
 
 
 def _new(seed: int) -> LeNet:
@@ -60,7 +53,7 @@ def _run(model: LeNet, images: Tensor, batch: int = 500) -> tuple[Tensor, Tensor
     model.eval()
     feats, preds = [], []
     for i in range(0, len(images), batch):
-        f = model.features(_prepare(images[i : i + batch].cpu()))
+        f = model.features(prepare(images[i : i + batch].cpu()))
         feats.append(f)
         preds.append(model.fc2(f).argmax(1))
     return torch.cat(feats), torch.cat(preds)
@@ -75,7 +68,7 @@ def train_domain_classifier(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor
     model = _new(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, EPOCHS)
-    xs = _prepare(x)
+    xs = prepare(x)
     with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may evaluate under no_grad
         for _ in range(EPOCHS):
             model.train()
