@@ -188,9 +188,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     how = {"steps": "reached its step budget", "minutes": "used its time budget",
            "interrupted": "was interrupted (checkpoint saved; continue with --resume)"}[res.reason]
     print(f"\ntraining {how} at step {res.step}")
-    keys = ("modes", "hq", "mode_kl", "fid_lenet", "is_lenet", "classes_lenet", "content_mnistm", "fid_mnistm",
-            "cycle_ABA", "cycle_BAB")
-    quality = {k: res.last[k] for k in keys if k in res.last}
+    from gankit.engine.loop import EVAL_PLOT_KEYS  # one list of sample-quality metrics: plotted and printed
+
+    quality = {k: res.last[k] for k in EVAL_PLOT_KEYS if k in res.last}
     if quality:
         print("  sample quality:  " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in quality.items()))
     for label, path in (("samples", run / "samples" / "latest.png"), ("progress", run / "samples" / "progress.gif"),
