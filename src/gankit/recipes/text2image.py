@@ -240,7 +240,8 @@ class Text2ImageRecipe(Recipe):
 
     def evaluate(self, modules: dict[str, Any], data: Any, n: int, seed: int) -> dict[str, Any] | None:
         """``--eval-every`` on shapes: per-attribute accuracy for held-out-template captions and how
-        many positions / sizes one open caption covers (``gankit.metrics.attributes``)."""
+        many positions / sizes one open caption covers (``gankit.metrics.attributes``). ``n``
+        (``eval_n``) does not apply: the caption set is fixed, so figures compare across runs."""
         from gankit.metrics.attributes import caption_accuracy
 
         res = caption_accuracy(self, modules, seed=seed)
