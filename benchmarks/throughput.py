@@ -5,8 +5,12 @@ BCELoss, D on real and fake in separate backward passes, then the G step through
 computes D's unused weight gradients). gankit runs its real engine (sampler, step context,
 non-finite checks, logging accumulators) with ``loss=non_saturating`` (the same objective).
 
-Blocks of steps alternate (textbook, gankit, textbook, ...) so machine noise hits both; the
-median img/s of each and their ratio are printed.
+gankit's engine keeps conv weights and batches channels-last (NHWC, ``channels_last=true``, the
+default); a third contender runs the engine with ``channels_last=false`` (PyTorch's default NCHW
+layout) and the ratio of the two is printed. The textbook loop stays NCHW, as pytorch/examples.
+
+Blocks of steps alternate (textbook, gankit, gankit NCHW, textbook, ...) so machine noise hits
+all; the median img/s of each and the ratios are printed.
 
     python benchmarks/throughput.py                 # DCGAN-64: width 64, batch 64, 3x64x64
     python benchmarks/throughput.py --size 32 --channels 1 --blocks 3
@@ -58,10 +62,11 @@ def textbook(x: torch.Tensor, cfg: DCGANConfig, size: int, channels: int):
     return step
 
 
-def gankit_engine(x: torch.Tensor, cfg: DCGANConfig):
+def gankit_engine(x: torch.Tensor, cfg: DCGANConfig, channels_last: bool = True):
     ds = Dataset("bench", "image", x, None, {})
     spec = DataSpec.from_dataset(ds)
-    eng = Engine(DCGANRecipe(cfg, spec), ds, TrainConfig(steps=1, progress=False, log_every=50), {})
+    tcfg = TrainConfig(steps=1, progress=False, log_every=50, channels_last=channels_last)
+    eng = Engine(DCGANRecipe(cfg, spec), ds, tcfg, {})
 
     def run(n: int) -> None:
         eng.tcfg.steps = eng.step + n
@@ -83,25 +88,29 @@ def main() -> None:
     x = torch.randint(0, 256, (1024, a.channels, a.size, a.size), dtype=torch.uint8)
     tb_step = textbook(x, cfg, a.size, a.channels)
     gk_run = gankit_engine(x, cfg)
+    nchw_run = gankit_engine(x, cfg, channels_last=False)
 
     def tb_run(n: int) -> None:
         for i in range(n):
             tb_step(i)
 
-    for run in (tb_run, gk_run):  # warm-up: allocator, oneDNN primitive caches
+    contenders = (("textbook", tb_run), ("gankit", gk_run), ("gankit_nchw", nchw_run))
+    for _, run in contenders:  # warm-up: allocator, oneDNN primitive caches
         run(2)
-    rates: dict[str, list[float]] = {"textbook": [], "gankit": []}
+    rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
     for _ in range(a.blocks):
-        for name, run in (("textbook", tb_run), ("gankit", gk_run)):
+        for name, run in contenders:
             t = time.perf_counter()
             run(a.steps)
             rates[name].append(a.steps * a.batch / (time.perf_counter() - t))
-    tb, gk = statistics.median(rates["textbook"]), statistics.median(rates["gankit"])
+    tb, gk, nchw = (statistics.median(rates[k]) for k in ("textbook", "gankit", "gankit_nchw"))
     print(f"DCGAN-{a.size} width {a.width} batch {a.batch}, {a.channels} channels, {torch.get_num_threads()} threads, "
           f"{a.blocks} blocks x {a.steps} steps each")
     print(f"  textbook loop  {tb:8.1f} img/s   (blocks: {', '.join(f'{r:.0f}' for r in rates['textbook'])})")
     print(f"  gankit engine  {gk:8.1f} img/s   (blocks: {', '.join(f'{r:.0f}' for r in rates['gankit'])})")
-    print(f"  ratio gankit / textbook = {gk / tb:.3f}")
+    print(f"  gankit, NCHW   {nchw:8.1f} img/s   (blocks: {', '.join(f'{r:.0f}' for r in rates['gankit_nchw'])};"
+          " --set channels_last=false)")
+    print(f"  ratio gankit / textbook = {gk / tb:.3f}   channels_last / NCHW = {gk / nchw:.3f}")
 
 
 if __name__ == "__main__":

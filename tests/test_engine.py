@@ -49,6 +49,20 @@ def eval_json(line):
     return json.loads(line)
 
 
+def test_channels_last_is_a_layout_not_a_different_computation(tmp_path):
+    common = dict(data="digits", batch=8, steps=6, overrides=TINY_DCGAN)
+    train("dcgan", out=tmp_path / "nhwc", **common)
+    train("dcgan", out=tmp_path / "nchw", **{**common, "overrides": TINY_DCGAN + ["channels_last=false"]})
+    a, b = final_state(tmp_path / "nhwc"), final_state(tmp_path / "nchw")
+    conv = a["modules"]["G"]["net.0.weight"]
+    assert conv.dim() == 4 and conv.is_contiguous(memory_format=torch.channels_last)
+    assert b["modules"]["G"]["net.0.weight"].is_contiguous()
+    for n in a["modules"]:  # other kernels, other rounding: equal to float tolerance, not bitwise
+        for k, v in a["modules"][n].items():
+            if v.is_floating_point():
+                assert torch.allclose(v, b["modules"][n][k], atol=1e-4, rtol=1e-3), f"{n}.{k}"
+
+
 def test_resume_refuses_changed_hparams_and_existing_run(tmp_path):
     out = tmp_path / "r"
     train("gan", out=out, steps=2, data="ring8", overrides=["hidden=8", "depth=1", "batch=8"])

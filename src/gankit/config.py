@@ -36,6 +36,7 @@ class TrainConfig:
     grid_n: int = 64  # fixed latents shown in sample grids
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True  # tqdm bar (only drawn on a terminal)
+    channels_last: bool = True  # conv weights and image batches in NHWC layout (same maths; benchmarks/throughput.py)
 
     def validate(self) -> None:
         if self.steps is not None and self.steps <= 0:

@@ -129,6 +129,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> GankitModel:
             recipe.modules[name].load_state_dict(tensors, strict=True)
         except RuntimeError as err:
             raise GankitError(f"{file} does not match the {doc['recipe']} architecture in config.json: {str(err).splitlines()[0]}") from None
+    layout = torch.channels_last if doc.get("channels_last") else torch.contiguous_format
     for m in recipe.modules.values():
-        m.eval().to(device)
+        # the layout the run trained in (TrainConfig.channels_last): same kernels, so samples equal the run's
+        m.eval().to(device).to(memory_format=layout)
     return GankitModel(recipe, doc, folder)
