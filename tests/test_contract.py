@@ -33,6 +33,11 @@ TINY = {
     "text2image-gan": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                   "variant=gan", "ema=false"]),
+    # the paper's D (BatchNorm, random wrong captions), plus the off-paper R1 and two time-scale options
+    "text2image-paperd": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
+                                     "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
+                                     "spectral_norm=false", "projection=false", "wrong=random", "r1_gamma=1",
+                                     "lr_d=2e-4", "channels_last=false"]),
     # 64 px Stage-II over a 16 px Stage-I; stage 2 reads the session's tiny Stage-I run ({stage1})
     "stackgan-1": ("shapes", [*STACKGAN_TINY, "stage=1"]),
     "stackgan-2": ("shapes", [*STACKGAN_TINY, "stage=2", "stage1_run={stage1}"]),
@@ -136,7 +141,8 @@ def test_export_roundtrip(case, tmp_path):
     eng.fit(None)
     mods = eng.inference_modules()
     export.write(tmp_path, recipe=eng.recipe.name, hparams=eng.doc["hparams"], spec=spec.to_dict(),
-                 modules={n: mods[n] for n in eng.recipe.export_modules()}, meta={"step": eng.step})
+                 modules={n: mods[n] for n in eng.recipe.export_modules()},
+                 meta={"step": eng.step, "channels_last": eng.tcfg.channels_last})
     model = export.load(tmp_path)
     inputs = eng.recipe.data_inputs(4, torch.Generator().manual_seed(0), eng.test_data)
     assert torch.equal(model.recipe.generate(model.recipe.modules, inputs), eng.generate(inputs))

@@ -163,6 +163,31 @@ def test_matching_aware_loss_closed_form():
     assert torch.allclose(d_matching_aware(r, w, f), want)
 
 
+def test_hard_wrong_caption_is_the_nearest_other_below_the_threshold():
+    from gankit.recipes.text2image import hard_wrong
+
+    e = torch.tensor([[1.0, 0.0], [0.99, 0.14], [0.6, 0.8], [0.0, 1.0]])  # cos(0,1) ~ .99, cos(0,2) = .6
+    out = hard_wrong(e, max_sim=0.95)
+    assert torch.equal(out[0], e[2])  # row 1 is a near-duplicate (> .95): the next most similar is row 2
+    assert torch.equal(out[3], e[2])  # cos(3,2) = .8 beats cos(3,1) ~ .14
+    assert torch.equal(hard_wrong(e, max_sim=1.1)[0], e[1])  # no threshold: the nearest other row
+    near = torch.tensor([[1.0, 0.0], [1.0, 0.01], [1.0, 0.02]])  # all near-duplicates: the next row, never itself
+    assert torch.equal(hard_wrong(near, 0.5), near[[1, 2, 0]])
+
+
+def test_projection_term_adds_text_image_inner_product():
+    from gankit.models.text2image import MatchingDiscriminator, rescale_embedding
+
+    torch.manual_seed(0)
+    D = MatchingDiscriminator(8, 4, 3, 16, 4, norm="none", spectral_norm=True, projection=True).eval()
+    x, e = torch.randn(2, 3, 16, 16), torch.randn(2, 8)
+    h = D.image(x)
+    plain = D.joint(torch.cat([h, D.text(e)[:, :, None, None].expand(-1, -1, 4, 4)], 1)).flatten()
+    want = plain + (D.proj(rescale_embedding(e)) * h.mean((2, 3))).sum(1)
+    assert torch.allclose(D(x, e), want, atol=1e-6)
+    assert not torch.allclose(D(x, e), plain)
+
+
 def test_mode_seeking_formula():
     z1, z2 = torch.zeros(2, 3), torch.ones(2, 3)  # E|z1 - z2| = 1
     f1, f2 = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, num_stages
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, _sn, num_stages
 
 
 def rescale_embedding(emb: Tensor) -> Tensor:
@@ -55,20 +55,29 @@ class TextToImageGenerator(nn.Module):
 class MatchingDiscriminator(nn.Module):
     """(image (B, C, S, S), φ(t) (B, E)) -> logit (B,): does the image look real *and* match the text?"""
 
-    def __init__(self, emb_dim: int, t_dim: int, channels: int, size: int, width: int, norm: str = "batch") -> None:
+    def __init__(self, emb_dim: int, t_dim: int, channels: int, size: int, width: int, norm: str = "batch",
+                 spectral_norm: bool = False, projection: bool = False) -> None:
         super().__init__()
+        wrap = _sn if spectral_norm else (lambda m: m)
         ch = width * 2 ** (num_stages(size) - 1)  # channels at 4x4
-        self.image = DCGANDiscriminator(channels, size, width, norm=norm).net[:-1]  # (B, ch, 4, 4)
+        self.image = DCGANDiscriminator(channels, size, width, norm=norm, spectral_norm=spectral_norm).net[:-1]  # (B, ch, 4, 4)
         self.text = TextProjection(emb_dim, t_dim)
+        if spectral_norm:
+            self.text.fc = _sn(self.text.fc)
         self.joint = nn.Sequential(
-            nn.Conv2d(ch + t_dim, ch, 1, 1, 0, bias=norm == "none"),  # (B, ch, 4, 4)
+            wrap(nn.Conv2d(ch + t_dim, ch, 1, 1, 0, bias=norm == "none")),  # (B, ch, 4, 4)
             nn.BatchNorm2d(ch) if norm == "batch" else nn.Identity(),
             nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ch, 1, 4, 1, 0, bias=False),  # (B, 1, 1, 1)
+            wrap(nn.Conv2d(ch, 1, 4, 1, 0, bias=False)),  # (B, 1, 1, 1)
         )
+        # projection term (Miyato & Koyama 2018): + <W φ(t), mean_xy h>, an inner product D cannot ignore
+        self.proj = wrap(nn.Linear(emb_dim, ch, bias=False)) if projection else None
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.image(x)  # (B, ch, 4, 4)
         t = self.text(emb)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])  # (B, t_dim, 4, 4)
-        return self.joint(torch.cat([h, t], 1)).flatten()  # (B,)
+        out = self.joint(torch.cat([h, t], 1)).flatten()  # (B,)
+        if self.proj is not None:
+            out = out + (self.proj(rescale_embedding(emb)) * h.mean((2, 3))).sum(1)  # (B, ch)·(B, ch) -> (B,)
+        return out
 

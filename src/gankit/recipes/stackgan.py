@@ -45,12 +45,18 @@ schedule. Off-paper, as in gankit's text2image and for the same measured reason 
 ``shapes``): samples from an EMA of G1 / G2 (``ema``) and, in Stage-I only, the mode-seeking term
 (``lambda_ms`` = 0.1, text2image's measured default; MSGAN, arXiv:1903.05628; 0 gives the paper's objective). Stage-II has no z,
 so no mode-seeking term. Sampling draws the CA noise ε too: a latent is [z, ε_0, ε] (``latent_dim``).
+
+D1 and D2 take text2image's measured D defaults (see ``gankit.recipes.text2image``), off-paper:
+spectral norm instead of BatchNorm (``spectral_norm``), the projection term beside the paper's
+concatenation (``projection``), and the hardest other caption of the minibatch below cosine
+``wrong_max_sim`` as the wrong text (``wrong=hard``; the paper: a random one).
+``--set spectral_norm=false --set projection=false --set wrong=random`` gives the paper's D.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +70,7 @@ from gankit.models.text2image import MatchingDiscriminator
 from gankit.models.text_encoder import CharCNNRNN
 from gankit.recipes.base import FirstRun, StepContext
 from gankit.recipes.gan import validate_common
-from gankit.recipes.text2image import Text2ImageRecipe, TextInputs
+from gankit.recipes.text2image import Text2ImageRecipe, TextInputs, hard_wrong
 from gankit.recipes.text_encoder import pick_caption
 
 STAGES = ("1", "2", "both")
@@ -87,6 +93,10 @@ class StackGANConfig:
     n_res: int = 2
     kl_weight: float = 1.0  # λ
     lambda_ms: float = 0.1  # mode-seeking term in Stage-I (MSGAN); 0 = the paper's objective
+    spectral_norm: bool = True  # spectral norm on D1's / D2's layers, no BatchNorm (text2image's default)
+    projection: bool = True  # D1 / D2 add the projection term <W φ(t), mean h> (text2image's default)
+    wrong: Literal["random", "hard"] = "hard"  # the mismatched caption (text2image's default)
+    wrong_max_sim: float = 0.85
     lr: float = 2e-4
     betas: tuple[float, ...] = (0.5, 0.999)
     lr_decay_epochs: int = 100  # the learning rate halves every this many epochs
@@ -109,6 +119,8 @@ class StackGANConfig:
             raise UsageError("stage1_run only applies to stage=2 or both (stage=1 trains Stage-I itself)")
         if self.size < 64 or self.size & (self.size - 1):
             raise UsageError(f"size must be a power of two >= 64 for stackgan (Stage-I is size/4), got {self.size}")
+        if not -1 < self.wrong_max_sim <= 1:
+            raise UsageError(f"wrong_max_sim is a cosine similarity in (-1, 1], got {self.wrong_max_sim}")
         if self.n_res < 0:
             raise UsageError(f"n_res must be 0 or more, got {self.n_res}")
         if self.kl_weight < 0 or self.lambda_ms < 0:
@@ -195,18 +207,24 @@ class StackGANRecipe(Text2ImageRecipe):
         dcgan_init_(G1)
         T = CharCNNRNN(**self.arch).requires_grad_(False).eval()  # weights: Dataset.frozen / the export
         if not self.two:
-            D1 = MatchingDiscriminator(E, c.t_dim, C, s1, c.ndf1)
+            D1 = self._matching_d(E, s1, c.ndf1)
             dcgan_init_(D1)
             self.modules = {"G1": G1.to(device), "D1": D1.to(device), "T": T.to(device)}
             self.optimizers = {"D1": self._adam(D1), "G1": self._adam(G1)}
             return
         G2 = StageIIGenerator(E, c.c_dim, C, s1, c.ngf2, c.n_res)
-        D2 = MatchingDiscriminator(E, c.t_dim, C, c.size, c.ndf2)
+        D2 = self._matching_d(E, c.size, c.ndf2)
         dcgan_init_(G2)
         dcgan_init_(D2)
         G1.requires_grad_(False).eval()  # frozen: weights from Stage-I (Dataset.frozen / the export)
         self.modules = {"G1": G1.to(device), "G2": G2.to(device), "D2": D2.to(device), "T": T.to(device)}
         self.optimizers = {"D2": self._adam(D2), "G2": self._adam(G2)}
+
+    def _matching_d(self, emb_dim: int, side: int, width: int) -> MatchingDiscriminator:
+        c = self.cfg
+        return MatchingDiscriminator(emb_dim, c.t_dim, self.spec.shape[0], side, width,
+                                     norm="none" if c.spectral_norm else "batch", spectral_norm=c.spectral_norm,
+                                     projection=c.projection)
 
     def _adam(self, module: torch.nn.Module) -> torch.optim.Adam:
         return torch.optim.Adam(module.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas))
@@ -237,7 +255,7 @@ class StackGANRecipe(Text2ImageRecipe):
         B = x.shape[0]
         k = pick_caption(ctx, batch["n_caps"])
         right = batch["emb"][torch.arange(B, device=x.device), k]  # (B, E) φ_t of each image's caption
-        wrong = right.roll(1, 0)  # another image's caption
+        wrong = hard_wrong(right, c.wrong_max_sim) if c.wrong == "hard" else right.roll(1, 0)  # another image's caption
         z, eps = ctx.randn(B, c.z_dim), ctx.randn(B, c.c_dim)
         if self.two:
             with torch.no_grad():
