@@ -50,7 +50,7 @@ def evaluate(run: Path, env: dict[str, str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gan-minutes", type=float, default=12.0, help="GAN budget (default 12; the encoder takes the rest)")
+    p.add_argument("--gan-minutes", type=float, default=10.5, help="GAN budget (default 10.5; the encoder takes the rest)")
     p.add_argument("--ablation", action="store_true", help="also train variant=gan, cls, int with the same budget")
     p.add_argument("--threads", default="2")
     p.add_argument("--out", default="runs/bench-text2image")
@@ -62,7 +62,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": a.threads, "MKL_NUM_THREADS": a.threads, "GANKIT_CACHE": str(cache)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1] / "src"),
                                                        env.get("PYTHONPATH")]))
-    shortened = a.gan_minutes < 12.0
+    shortened = a.gan_minutes < 10.5
     results: dict = {"gan_minutes": a.gan_minutes, "threads": a.threads, "shortened": shortened, "runs": {}}
 
     variants = ["int_cls", "gan", "cls", "int"] if a.ablation else ["int_cls"]
