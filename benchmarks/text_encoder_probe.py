@@ -9,7 +9,8 @@ template caption for every attribute combination (4 times, synonyms drawn with s
 each stated attribute as the value whose centroid is nearest in cosine. A nearest-centroid probe,
 stricter than a trained linear one: it asks whether captions that state a value land near that
 value's training captions, which is what G and D compare. Prints accuracy per attribute, and per
-shape (circle, square, triangle).
+shape (circle, square, triangle); and the median cosine between training captions of two images
+with the same four attributes, or differing in one only (what ``wrong_max_sim`` separates).
 
 ``--train N ...`` trains ``gankit train text-encoder --data shapes --size 32 --steps N`` with the
 defaults (seed 0) into ``--out``/steps-N first, 2 threads, and prints its wall time.
@@ -44,6 +45,15 @@ def probe(folder: str) -> dict[str, float]:
     held, stated = shapes.held_out_captions(combos, seed=1)
     held_emb = F.normalize(embed_texts(T, held, max_chars), dim=1)
     out = {}
+    # cosine between training captions of two images: same four attributes, or differing in one only
+    n = 1000
+    e, at = train_emb[: n * shapes.CAPTIONS_PER_IMAGE], train_attrs[: n * shapes.CAPTIONS_PER_IMAGE, :4]
+    item = torch.arange(len(e)) // shapes.CAPTIONS_PER_IMAGE
+    sim, diff = e @ e.T, at[:, None, :] != at[None, :, :]  # (N, N), (N, N, 4)
+    other = item[:, None] != item[None, :]
+    out["cos_same"] = float(sim[other & (diff.sum(-1) == 0)].median())
+    for j, a in enumerate(ATTRS):
+        out[f"cos_{a}"] = float(sim[other & (diff.sum(-1) == 1) & diff[..., j]].median())
     for j, a in enumerate(ATTRS):
         centroids = torch.stack([train_emb[train_attrs[:, j] == v].mean(0) for v in range(len(shapes.ATTRIBUTES[a]))])
         hit = (held_emb @ centroids.T).argmax(1) == combos[:, j]
@@ -77,6 +87,8 @@ def main() -> None:
         r = probe(run)
         vals = [r[k] for k in ATTRS] + [r[f"shape_{s}"] for s in shapes.SHAPES]
         print(f"{run:40s} " + " ".join(f"{100 * v:8.1f}%" for v in vals), flush=True)
+        print(f"{'':40s} median cosine of two images' captions: same attributes {r['cos_same']:.2f}; differing only "
+              "in " + ", ".join(f"{a} {r[f'cos_{a}']:.2f}" for a in ATTRS), flush=True)
 
 
 if __name__ == "__main__":

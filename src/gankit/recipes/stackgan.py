@@ -104,7 +104,7 @@ class StackGANConfig:
     ema: bool = True
     ema_decay: float = 0.999
     encoder: str = "auto"  # Stage-I's text encoder: auto or a text-encoder run/export path
-    encoder_steps: int = 3000  # as text2image's, so both reuse one cached encoder
+    encoder_steps: int = 6000  # as text2image's, so both reuse one cached encoder
     encoder_overrides: tuple[str, ...] = ()
 
     def validate(self) -> None:
