@@ -66,11 +66,10 @@ from gankit.errors import UsageError
 from gankit.losses import d_matching_aware, kl_normal, mode_seeking
 from gankit.models.dcgan import dcgan_init_
 from gankit.models.stackgan import StageIGenerator, StageIIGenerator
-from gankit.models.text2image import MatchingDiscriminator
 from gankit.models.text_encoder import CharCNNRNN
 from gankit.recipes.base import FirstRun, StepContext
 from gankit.recipes.gan import validate_common
-from gankit.recipes.text2image import Text2ImageRecipe, TextInputs, hard_wrong
+from gankit.recipes.text2image import Text2ImageRecipe, TextInputs, validate_text_gan, wrong_captions
 from gankit.recipes.text_encoder import pick_caption
 
 STAGES = ("1", "2", "both")
@@ -119,19 +118,13 @@ class StackGANConfig:
             raise UsageError("stage1_run only applies to stage=2 or both (stage=1 trains Stage-I itself)")
         if self.size < 64 or self.size & (self.size - 1):
             raise UsageError(f"size must be a power of two >= 64 for stackgan (Stage-I is size/4), got {self.size}")
-        if not -1 < self.wrong_max_sim <= 1:
-            raise UsageError(f"wrong_max_sim is a cosine similarity in (-1, 1], got {self.wrong_max_sim}")
         if self.n_res < 0:
             raise UsageError(f"n_res must be 0 or more, got {self.n_res}")
         if self.kl_weight < 0 or self.lambda_ms < 0:
             raise UsageError("kl_weight and lambda_ms must be >= 0")
         if not 0 < self.stage1_share < 1:
             raise UsageError(f"stage1_share must be in (0, 1), got {self.stage1_share}")
-        if self.batch < 2:
-            raise UsageError("batch must be at least 2 (wrong captions come from other images of the batch)")
-        for o in self.encoder_overrides:
-            if o and "=" not in o:
-                raise UsageError(f"bad encoder_overrides item {o!r} (expected key=value, comma-separated)")
+        validate_text_gan(self)
 
 
 class StackGANRecipe(Text2ImageRecipe):
@@ -207,24 +200,18 @@ class StackGANRecipe(Text2ImageRecipe):
         dcgan_init_(G1)
         T = CharCNNRNN(**self.arch).requires_grad_(False).eval()  # weights: Dataset.frozen / the export
         if not self.two:
-            D1 = self._matching_d(E, s1, c.ndf1)
+            D1 = self.matching_d(E, s1, c.ndf1)
             dcgan_init_(D1)
             self.modules = {"G1": G1.to(device), "D1": D1.to(device), "T": T.to(device)}
             self.optimizers = {"D1": self._adam(D1), "G1": self._adam(G1)}
             return
         G2 = StageIIGenerator(E, c.c_dim, C, s1, c.ngf2, c.n_res)
-        D2 = self._matching_d(E, c.size, c.ndf2)
+        D2 = self.matching_d(E, c.size, c.ndf2)
         dcgan_init_(G2)
         dcgan_init_(D2)
         G1.requires_grad_(False).eval()  # frozen: weights from Stage-I (Dataset.frozen / the export)
         self.modules = {"G1": G1.to(device), "G2": G2.to(device), "D2": D2.to(device), "T": T.to(device)}
         self.optimizers = {"D2": self._adam(D2), "G2": self._adam(G2)}
-
-    def _matching_d(self, emb_dim: int, side: int, width: int) -> MatchingDiscriminator:
-        c = self.cfg
-        return MatchingDiscriminator(emb_dim, c.t_dim, self.spec.shape[0], side, width,
-                                     norm="none" if c.spectral_norm else "batch", spectral_norm=c.spectral_norm,
-                                     projection=c.projection)
 
     def _adam(self, module: torch.nn.Module) -> torch.optim.Adam:
         return torch.optim.Adam(module.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas))
@@ -255,7 +242,7 @@ class StackGANRecipe(Text2ImageRecipe):
         B = x.shape[0]
         k = pick_caption(ctx, batch["n_caps"])
         right = batch["emb"][torch.arange(B, device=x.device), k]  # (B, E) φ_t of each image's caption
-        wrong = hard_wrong(right, c.wrong_max_sim) if c.wrong == "hard" else right.roll(1, 0)  # another image's caption
+        wrong = wrong_captions(right, c)  # (B, E)
         z, eps = ctx.randn(B, c.z_dim), ctx.randn(B, c.c_dim)
         if self.two:
             with torch.no_grad():

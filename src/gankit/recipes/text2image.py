@@ -117,10 +117,9 @@ class Text2ImageConfig:
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "t_dim", "width", "batch", "encoder_steps"))
+        validate_text_gan(self)
         if self.lambda_ms < 0:
             raise UsageError(f"lambda_ms must be >= 0, got {self.lambda_ms}")
-        if not -1 < self.wrong_max_sim <= 1:
-            raise UsageError(f"wrong_max_sim is a cosine similarity in (-1, 1], got {self.wrong_max_sim}")
         if self.r1_gamma < 0:
             raise UsageError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         if self.lr_d is not None and not self.lr_d > 0:
@@ -129,11 +128,23 @@ class Text2ImageConfig:
             raise UsageError(f"size must be a power of two >= 16 for text2image, got {self.size}")
         if not 0 <= self.beta <= 1:
             raise UsageError(f"beta must be in [0, 1], got {self.beta}")
-        if self.batch < 2:
-            raise UsageError("batch must be at least 2 (wrong captions come from other images of the batch)")
-        for o in self.encoder_overrides:
-            if o and "=" not in o:
-                raise UsageError(f"bad encoder_overrides item {o!r} (expected key=value, comma-separated)")
+
+
+def validate_text_gan(cfg: Any) -> None:
+    """Checks shared by text2image's and StackGAN's configs (matching-aware D, text encoder)."""
+    if not -1 < cfg.wrong_max_sim <= 1:
+        raise UsageError(f"wrong_max_sim is a cosine similarity in (-1, 1], got {cfg.wrong_max_sim}")
+    if cfg.batch < 2:
+        raise UsageError("batch must be at least 2 (wrong captions come from other images of the batch)")
+    for o in cfg.encoder_overrides:
+        if o and "=" not in o:
+            raise UsageError(f"bad encoder_overrides item {o!r} (expected key=value, comma-separated)")
+
+
+def wrong_captions(right: Tensor, cfg: Any) -> Tensor:
+    """φ(t̂) (B, E) for the matching-aware D's (real image, wrong text) pairs: ``wrong=hard`` or,
+    as in the paper, another image's caption (the minibatch rolled by one)."""
+    return hard_wrong(right, cfg.wrong_max_sim) if cfg.wrong == "hard" else right.roll(1, 0)
 
 
 def hard_wrong(emb: Tensor, max_sim: float) -> Tensor:
@@ -205,8 +216,7 @@ class Text2ImageRecipe(Recipe):
         C, H, _ = self.spec.shape
         E = self.arch["emb_dim"]
         G = TextToImageGenerator(c.z_dim, E, c.t_dim, C, H, c.width)
-        D = MatchingDiscriminator(E, c.t_dim, C, H, c.width, norm="none" if c.spectral_norm else "batch",
-                                  spectral_norm=c.spectral_norm, projection=c.projection)
+        D = self.matching_d(E, H, c.width)
         dcgan_init_(G)
         dcgan_init_(D)
         T = CharCNNRNN(**self.arch).requires_grad_(False).eval()  # weights: Dataset.frozen / the export
@@ -215,6 +225,13 @@ class Text2ImageRecipe(Recipe):
             "D": torch.optim.Adam(D.parameters(), lr=c.lr if c.lr_d is None else c.lr_d, betas=tuple(c.betas)),
             "G": torch.optim.Adam(G.parameters(), lr=c.lr, betas=tuple(c.betas)),
         }
+
+    def matching_d(self, emb_dim: int, side: int, width: int) -> MatchingDiscriminator:
+        """Reed's D at ``side`` px with this config's ``spectral_norm`` (then no BatchNorm) and ``projection``."""
+        c = self.cfg
+        return MatchingDiscriminator(emb_dim, c.t_dim, self.spec.shape[0], side, width,
+                                     norm="none" if c.spectral_norm else "batch", spectral_norm=c.spectral_norm,
+                                     projection=c.projection)
 
     def export_modules(self) -> tuple[str, ...]:
         return ("G", "T")
@@ -227,7 +244,7 @@ class Text2ImageRecipe(Recipe):
         B = x.shape[0]
         k = pick_caption(ctx, batch["n_caps"])
         right = batch["emb"][torch.arange(B, device=x.device), k]  # (B, E) φ(t) of each image's caption
-        wrong = hard_wrong(right, c.wrong_max_sim) if c.wrong == "hard" else right.roll(1, 0)  # another image's caption
+        wrong = wrong_captions(right, c)  # (B, E)
         z = ctx.randn(B, c.z_dim)
         fake = G(z, right)
 
