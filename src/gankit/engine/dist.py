@@ -120,4 +120,3 @@ def exit_worker(code: int) -> None:
             pass
     logging.shutdown()
     os._exit(code)
-

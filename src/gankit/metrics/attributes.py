@@ -15,8 +15,8 @@ each position and size.
 
 :func:`attribute_fid`: FID in the classifier's 256-d penultimate features (``fid_attr``), against
 real ``shapes`` drawn with a seed of their own (:data:`FID_SEED`); images of any side are brought
-to 32x32 first (:func:`prepare`). A measure of image realism that knows what shapes look like,
-used to compare StackGAN's two stages.
+to 32x32 first (:func:`gankit.metrics.lenet.prepare_rgb`). A measure of image realism that knows
+what shapes look like, used to compare StackGAN's two stages.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.engine.checkpoint import atomic_write
-from gankit.metrics.lenet import cache_dir
+from gankit.metrics.lenet import cache_dir, prepare_rgb
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +66,13 @@ class AttributeNet(nn.Module):
         return dict(zip(_heads(), logits.split(list(_heads().values()), dim=1)))
 
 
-def prepare(images: Tensor) -> Tensor:
-    """(N, 3, H, W) uint8 or [-1, 1] float -> float (N, 3, 32, 32) in [-1, 1]."""
-    x = images.float().mul(2.0 / 255.0).sub(1.0) if images.dtype == torch.uint8 else images.float()
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    if x.shape[-1] != 32:
-        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=x.shape[-1] > 32)
-    return x
-
-
 @torch.no_grad()
 def predict(model: AttributeNet, images: Tensor, batch: int = 500) -> Tensor:
     """int64 (N, 5) predicted attributes (column order of ``shapes.ATTRIBUTES``)."""
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        heads = model.split(model(prepare(images[i : i + batch])))
+        heads = model.split(model(prepare_rgb(images[i : i + batch])))
         out.append(torch.stack([h.argmax(1) for h in heads.values()], 1))
     return torch.cat(out)
 
@@ -98,7 +88,7 @@ def train_classifier() -> tuple[AttributeNet, dict[str, Any]]:
         model = AttributeNet()
         gen = torch.Generator().manual_seed(0)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        xf = prepare(x)
+        xf = prepare_rgb(x)
         for _ in range(EPOCHS):
             model.train()
             perm = torch.randperm(len(x), generator=gen)
@@ -144,7 +134,7 @@ def features(model: AttributeNet, images: Tensor, batch: int = 500) -> Tensor:
     """float32 (N, 256): the classifier's penultimate activations."""
     model.eval()
     trunk = model.net[:-1]
-    return torch.cat([trunk(prepare(images[i : i + batch])) for i in range(0, len(images), batch)])
+    return torch.cat([trunk(prepare_rgb(images[i : i + batch])) for i in range(0, len(images), batch)])
 
 
 def attribute_fid(fake: Tensor, size: int, repeats: int = 4, cache: Path | None = None) -> float:

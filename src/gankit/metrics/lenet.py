@@ -62,17 +62,34 @@ def _new_lenet(seed: int) -> LeNet:
         return LeNet()
 
 
+def _unit_range(images: Tensor) -> Tensor:
+    """uint8 [0, 255] or float [-1, 1] images -> float [-1, 1]."""
+    return images.float().mul(2.0 / 255.0).sub(1.0) if images.dtype == torch.uint8 else images.float()
+
+
+def _to_32(x: Tensor) -> Tensor:
+    if x.shape[-1] == 32:
+        return x
+    return F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=x.shape[-1] > 32)
+
+
 def prepare(images: Tensor) -> Tensor:
     """Any (N, C, H, W) uint8 or [-1, 1] float images -> float (N, 1, 32, 32) in [-1, 1]."""
-    x = images.float().mul(2.0 / 255.0).sub(1.0) if images.dtype == torch.uint8 else images.float()
+    x = _unit_range(images)
     if x.shape[1] == 3:  # ITU-R 601 luma, as for gray conversion at load time
         x = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-    side = x.shape[-1]
-    if side == 28:
-        x = F.pad(x, (2, 2, 2, 2), value=-1.0)
-    elif side != 32:
-        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=side > 32)
-    return x
+    if x.shape[-1] == 28:  # MNIST's 28 px: padded as LeNet-5's 32 px input, not stretched
+        return F.pad(x, (2, 2, 2, 2), value=-1.0)
+    return _to_32(x)
+
+
+def prepare_rgb(images: Tensor) -> Tensor:
+    """(N, C, H, W) uint8 or [-1, 1] float, C 1 or 3 -> float (N, 3, 32, 32) in [-1, 1] (gray repeated):
+    the input of gankit's small RGB classifiers (shapes attributes, translation domains)."""
+    x = _unit_range(images)
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    return _to_32(x)
 
 
 def cache_dir() -> Path:

@@ -29,16 +29,13 @@ from torch import Tensor
 
 from gankit.engine.checkpoint import atomic_write
 from gankit.metrics import scores
-from gankit.metrics.attributes import prepare  # (N, C, H, W) -> float (N, 3, 32, 32) in [-1, 1]
-from gankit.metrics.lenet import LeNet, cache_dir
+from gankit.metrics.lenet import LeNet, cache_dir, prepare_rgb
 
 log = logging.getLogger(__name__)
 
 VERSION = "domain-lenet-v2"  # bump when the architecture or training recipe changes
 EPOCHS = 10
 BATCH = 64
-
-
 
 
 def _new(seed: int) -> LeNet:
@@ -53,7 +50,7 @@ def _run(model: LeNet, images: Tensor, batch: int = 500) -> tuple[Tensor, Tensor
     model.eval()
     feats, preds = [], []
     for i in range(0, len(images), batch):
-        f = model.features(prepare(images[i : i + batch].cpu()))
+        f = model.features(prepare_rgb(images[i : i + batch].cpu()))
         feats.append(f)
         preds.append(model.fc2(f).argmax(1))
     return torch.cat(feats), torch.cat(preds)
@@ -68,7 +65,7 @@ def train_domain_classifier(x: Tensor, y: Tensor, x_test: Tensor, y_test: Tensor
     model = _new(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, EPOCHS)
-    xs = prepare(x)
+    xs = prepare_rgb(x)
     with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may evaluate under no_grad
         for _ in range(EPOCHS):
             model.train()
