@@ -35,6 +35,11 @@ def test_validation():
         DCGANConfig(size=48).validate()
     with pytest.raises(UsageError, match="wgan_gp"):
         DCGANConfig(loss="wgan_gp", d_norm="batch").validate()
+    with pytest.raises(UsageError, match="label_smoothing must be in"):
+        DCGANConfig(label_smoothing=1.0).validate()
+    with pytest.raises(UsageError, match="not loss=hinge"):
+        DCGANConfig(label_smoothing=0.1, loss="hinge").validate()
+    DCGANConfig(label_smoothing=0.1).validate()
 
 
 def test_yaml_roundtrip(tmp_path):

@@ -17,6 +17,12 @@ def test_d_bce_is_minus_value_function():
     assert losses.d_bce(R, F_).item() == pytest.approx(-v.item(), rel=1e-12)
 
 
+def test_d_bce_one_sided_label_smoothing():
+    a = 0.9  # Salimans et al. 2016: real samples scored against a, fakes against 0
+    want = -(a * torch.log(sig(R)) + (1 - a) * torch.log(1 - sig(R))).mean() - torch.log(1 - sig(F_)).mean()
+    assert losses.d_bce(R, F_, real_target=a).item() == pytest.approx(want.item(), rel=1e-12)
+
+
 def test_g_minimax_is_log_one_minus_d():
     assert losses.g_minimax(F_).item() == pytest.approx(torch.log(1 - sig(F_)).mean().item(), rel=1e-12)
 

@@ -29,9 +29,13 @@ from torch import Tensor
 LossPair = tuple[Callable[[Tensor, Tensor], Tensor], Callable[[Tensor], Tensor]]
 
 
-def d_bce(real: Tensor, fake: Tensor) -> Tensor:
-    """-(E[log D(x)] + E[log(1 - D(G(z)))]): the discriminator side of V(D, G)."""
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+def d_bce(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """-(E[log D(x)] + E[log(1 - D(G(z)))]): the discriminator side of V(D, G). With
+    ``real_target`` α < 1, one-sided label smoothing (Salimans et al. 2016, arXiv:1606.03498,
+    Sec. 3.4): real samples are scored against α, -(α log D(x) + (1 - α) log(1 - D(x))); fakes keep 0."""
+    loss_real = F.softplus(-real).mean() if real_target == 1.0 else \
+        (real_target * F.softplus(-real) + (1.0 - real_target) * F.softplus(real)).mean()
+    return loss_real + F.softplus(fake).mean()
 
 
 def g_minimax(fake: Tensor) -> Tensor:

@@ -55,6 +55,7 @@ class GANConfig:
     batch: int = 128
     lambda_gp: float = 10.0  # only for loss=wgan_gp
     r1_gamma: float = 0.1  # γ of the R1 penalty γ/2·E‖∇D(x)‖² on real data (0 = off)
+    label_smoothing: float = 0.0  # one-sided: D's target for real samples is 1 - this (Salimans et al. 2016)
     pac: int = 1  # PacGAN packing: D judges `pac` samples jointly (1 = the paper's D)
     ema: bool = True  # sample with an exponential moving average of G's weights
     ema_decay: float = 0.999
@@ -64,6 +65,14 @@ class GANConfig:
         validate_common(self, ("z_dim", "hidden", "depth", "k", "batch", "pac"))
         if self.batch % self.pac:
             raise UsageError(f"batch {self.batch} must be a multiple of pac {self.pac}")
+        validate_label_smoothing(self)
+
+
+def validate_label_smoothing(cfg: object) -> None:
+    if not 0 <= cfg.label_smoothing < 1:
+        raise UsageError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.label_smoothing and cfg.loss not in ("non_saturating", "minimax"):
+        raise UsageError(f"label_smoothing applies to the BCE losses (non_saturating, minimax), not loss={cfg.loss}")
 
 
 def validate_common(cfg: object, positive: tuple[str, ...]) -> None:
@@ -126,7 +135,10 @@ class GANRecipe(Recipe):
             if r1:
                 real = real.detach().requires_grad_(True)
             out_real, out_fake = D(real), D(fake_d)  # separate passes: BN sees pure batches
-            loss_d = d_loss_fn(out_real, out_fake)
+            if c.label_smoothing:  # validate() allows it only with the BCE losses
+                loss_d = d_loss_fn(out_real, out_fake, 1.0 - c.label_smoothing)
+            else:
+                loss_d = d_loss_fn(out_real, out_fake)
             if r1:
                 loss_d = loss_d + 0.5 * r1 * r1_penalty(out_real, real)
             if c.loss == "wgan_gp":
