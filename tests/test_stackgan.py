@@ -103,6 +103,16 @@ def test_both_stages_in_one_command_split_the_budget_and_resume(tmp_path):
     assert json.loads((run / "export" / "config.json").read_text())["step"] == 5
 
 
+def test_a_moved_run_resumes_with_its_own_stage1(tmp_path):
+    run = tmp_path / "before"
+    train("stackgan", data="shapes", out=run, steps=4, overrides=TINY)
+    moved = tmp_path / "after"
+    run.rename(moved)
+    assert train("stackgan", out=moved, resume=True, steps=6, overrides=["progress=false"]).step == 5
+    doc = __import__("yaml").safe_load((moved / "config.yaml").read_text())
+    assert doc["hparams"]["stage1_run"] == doc["first_run"]["path"] == str((moved / "stage1").resolve())
+
+
 def test_resume_while_stage1_is_unfinished(tmp_path, monkeypatch):
     fit = Engine.fit
 

@@ -160,6 +160,12 @@ def _train_first(cls: type, recipe: str, kw: dict[str, Any]) -> Any:
         if not first_doc:
             return None
         main = {**kw, "doc_extra": {"first_run": first_doc}}
+        here = Path(out) / Path(first_doc["path"]).name  # RUN/<subdir>: where the first run went
+        if not Path(first_doc["path"]).exists() and RunDir(here).config.exists():  # the run was moved
+            new = str(here.resolve())
+            log.info("the first run moved with this run: using %s (was %s)", new, first_doc["path"])
+            main["hparams_patch"] = {k: new for k, v in doc["hparams"].items() if v == first_doc["path"]}
+            main["doc_extra"] = {"first_run": {**first_doc, "path": new}}
         if "steps" in budget:  # N is the total of both stages
             _, _, tcfg = resolve(recipe, data=kw["data"], config_file=kw["config_file"], overrides=kw["overrides"],
                                  resume_doc=doc, **{k: v for k, v in kw.items() if k not in _NOT_FLAGS})
@@ -211,15 +217,16 @@ def _train_first(cls: type, recipe: str, kw: dict[str, Any]) -> Any:
 
 
 # keyword arguments of _train_one that are not settings
-_NOT_FLAGS = ("out", "resume", "data", "config_file", "overrides", "doc_extra", "settings_doc")
+_NOT_FLAGS = ("out", "resume", "data", "config_file", "overrides", "doc_extra", "settings_doc", "hparams_patch")
 
 
 def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = False, data: str | None = None,
                config_file: str | None = None, overrides: tuple[str, ...] | list[str] = (),
                doc_extra: dict[str, Any] | None = None, settings_doc: dict[str, Any] | None = None,
-               **flags: Any) -> Any:
+               hparams_patch: dict[str, Any] | None = None, **flags: Any) -> Any:
     """One run of ``recipe``. ``doc_extra``: more entries for its config.yaml; ``settings_doc``: saved
-    settings a new run starts from (as a resumed run does: only budget and cadence may change)."""
+    settings a new run starts from (as a resumed run does: only budget and cadence may change);
+    ``hparams_patch``: saved settings replaced on resume (a first run's path after a move)."""
     from gankit.engine import checkpoint, dist
     from gankit.engine.loop import Engine
     from gankit.engine.rundir import RunDir
@@ -233,6 +240,7 @@ def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = Fal
         if not run.config.exists():
             raise UsageError(f"cannot resume: {run.path} holds no gankit run (no config.yaml)")
         resume_doc = load_yaml_doc(run.config)
+        resume_doc["hparams"].update(hparams_patch or {})
     cls, hp, tcfg = resolve(recipe, data=data, config_file=config_file, overrides=overrides,
                             resume_doc=resume_doc if resume_doc is not None else settings_doc, **flags)
     ds = load_data(tcfg.data, cls, hp, tcfg)
