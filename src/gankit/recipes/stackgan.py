@@ -56,7 +56,7 @@ concatenation (``projection``), and the hardest other caption of the minibatch b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +69,7 @@ from gankit.models.stackgan import StageIGenerator, StageIIGenerator
 from gankit.models.text_encoder import CharCNNRNN
 from gankit.recipes.base import FirstRun, StepContext
 from gankit.recipes.gan import validate_common
-from gankit.recipes.text2image import Text2ImageRecipe, TextInputs, validate_text_gan, wrong_captions
+from gankit.recipes.text2image import Text2ImageRecipe, TextGANSettings, TextInputs, wrong_captions
 from gankit.recipes.text_encoder import pick_caption
 
 STAGES = ("1", "2", "both")
@@ -77,7 +77,7 @@ G1_KEYS = ("size", "z_dim", "c_dim", "ngf1")  # what must match between Stage-I 
 
 
 @dataclass
-class StackGANConfig:
+class StackGANConfig(TextGANSettings):  # batch, D (spectral_norm, projection, wrong) and encoder: text2image's
     stage: str = "both"  # 1 | 2 | both (Stage-I into RUN/stage1, then Stage-II)
     stage1_run: str = ""  # Stage-I run or export for stage=2 (with both: skips training Stage-I)
     stage1_share: float = 0.3  # share of --steps / --minutes for Stage-I when stage=both
@@ -92,19 +92,11 @@ class StackGANConfig:
     n_res: int = 2
     kl_weight: float = 1.0  # λ
     lambda_ms: float = 0.1  # mode-seeking term in Stage-I (MSGAN); 0 = the paper's objective
-    spectral_norm: bool = True  # spectral norm on D1's / D2's layers, no BatchNorm (text2image's default)
-    projection: bool = True  # D1 / D2 add the projection term <W φ(t), mean h> (text2image's default)
-    wrong: Literal["random", "hard"] = "hard"  # the mismatched caption (text2image's default)
-    wrong_max_sim: float = 0.85
     lr: float = 2e-4
     betas: tuple[float, ...] = (0.5, 0.999)
     lr_decay_epochs: int = 100  # the learning rate halves every this many epochs
-    batch: int = 64
     ema: bool = True
     ema_decay: float = 0.999
-    encoder: str = "auto"  # Stage-I's text encoder: auto or a text-encoder run/export path
-    encoder_steps: int = 6000  # as text2image's, so both reuse one cached encoder
-    encoder_overrides: tuple[str, ...] = ()
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "c_dim", "t_dim", "ngf1", "ndf1", "ngf2", "ndf2", "batch", "encoder_steps",
@@ -124,7 +116,7 @@ class StackGANConfig:
             raise UsageError("kl_weight and lambda_ms must be >= 0")
         if not 0 < self.stage1_share < 1:
             raise UsageError(f"stage1_share must be in (0, 1), got {self.stage1_share}")
-        validate_text_gan(self)
+        self.validate_text()
 
 
 class StackGANRecipe(Text2ImageRecipe):

@@ -94,7 +94,31 @@ from gankit.recipes.text_encoder import pick_caption
 
 
 @dataclass
-class Text2ImageConfig:
+class TextGANSettings:
+    """Settings text2image and StackGAN share: the minibatch, the matching-aware D and the text
+    encoder (one default, so both recipes reuse one cached encoder)."""
+
+    batch: int = 64
+    wrong: Literal["random", "hard"] = "hard"  # the mismatched caption: another image's, or the most similar one below wrong_max_sim
+    wrong_max_sim: float = 0.85  # wrong=hard: captions more cosine-similar than this may describe the image; never used as wrong
+    spectral_norm: bool = True  # spectral norm on D's layers (Miyato et al. 2018); D then has no BatchNorm
+    projection: bool = True  # D adds <W φ(t), mean h> to its logit (projection discriminator, Miyato & Koyama 2018)
+    encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
+    encoder_steps: int = 6000  # steps of the encoder trained by encoder=auto (~3.3 min on 2 cores; see text_encoder)
+    encoder_overrides: tuple[str, ...] = ()  # text-encoder settings for encoder=auto, e.g. emb_dim=128
+
+    def validate_text(self) -> None:
+        if not -1 < self.wrong_max_sim <= 1:
+            raise UsageError(f"wrong_max_sim is a cosine similarity in (-1, 1], got {self.wrong_max_sim}")
+        if self.batch < 2:
+            raise UsageError("batch must be at least 2 (wrong captions come from other images of the batch)")
+        for o in self.encoder_overrides:
+            if o and "=" not in o:
+                raise UsageError(f"bad encoder_overrides item {o!r} (expected key=value, comma-separated)")
+
+
+@dataclass
+class Text2ImageConfig(TextGANSettings):
     variant: Literal["gan", "cls", "int", "int_cls"] = "int_cls"
     z_dim: int = 100
     t_dim: int = 128  # compressed text embedding (the paper's 128)
@@ -103,23 +127,15 @@ class Text2ImageConfig:
     lr: float = 5e-4  # the paper: 2e-4 (see the docstring)
     lr_d: float | None = None  # D's learning rate if not lr (two time-scale update rule, Heusel et al. 2017)
     betas: tuple[float, ...] = (0.5, 0.999)
-    batch: int = 64
     ema: bool = True
     ema_decay: float = 0.999
-    wrong: Literal["random", "hard"] = "hard"  # the mismatched caption: another image's, or the most similar one below wrong_max_sim
-    wrong_max_sim: float = 0.85  # wrong=hard: captions more cosine-similar than this may describe the image; never used as wrong
     lambda_ms: float = 0.1  # mode-seeking term (MSGAN) weight; 0 = the paper's objective
-    spectral_norm: bool = True  # spectral norm on D's layers (Miyato et al. 2018); D then has no BatchNorm
-    projection: bool = True  # D adds <W φ(t), mean h> to its logit (projection discriminator, Miyato & Koyama 2018)
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇_x D(x, t)‖² on real, matching pairs (Mescheder et al. 2018)
     size: int = 32  # image side (power of two >= 16); the paper uses 64
-    encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
-    encoder_steps: int = 6000  # steps of the encoder trained by encoder=auto (~3.3 min on 2 cores; see text_encoder)
-    encoder_overrides: tuple[str, ...] = ()  # text-encoder settings for encoder=auto, e.g. emb_dim=128
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "t_dim", "width", "batch", "encoder_steps"))
-        validate_text_gan(self)
+        self.validate_text()
         if self.lambda_ms < 0:
             raise UsageError(f"lambda_ms must be >= 0, got {self.lambda_ms}")
         if self.r1_gamma < 0:
@@ -132,18 +148,7 @@ class Text2ImageConfig:
             raise UsageError(f"beta must be in [0, 1], got {self.beta}")
 
 
-def validate_text_gan(cfg: Any) -> None:
-    """Checks shared by text2image's and StackGAN's configs (matching-aware D, text encoder)."""
-    if not -1 < cfg.wrong_max_sim <= 1:
-        raise UsageError(f"wrong_max_sim is a cosine similarity in (-1, 1], got {cfg.wrong_max_sim}")
-    if cfg.batch < 2:
-        raise UsageError("batch must be at least 2 (wrong captions come from other images of the batch)")
-    for o in cfg.encoder_overrides:
-        if o and "=" not in o:
-            raise UsageError(f"bad encoder_overrides item {o!r} (expected key=value, comma-separated)")
-
-
-def wrong_captions(right: Tensor, cfg: Any) -> Tensor:
+def wrong_captions(right: Tensor, cfg: TextGANSettings) -> Tensor:
     """φ(t̂) (B, E) for the matching-aware D's (real image, wrong text) pairs: ``wrong=hard`` or,
     as in the paper, another image's caption (the minibatch rolled by one)."""
     return hard_wrong(right, cfg.wrong_max_sim) if cfg.wrong == "hard" else right.roll(1, 0)
