@@ -160,10 +160,11 @@ def _train_first(cls: type, recipe: str, kw: dict[str, Any]) -> Any:
         if not first_doc:
             return None
         main = {**kw, "doc_extra": {"first_run": first_doc}}
-        here = Path(out) / Path(first_doc["path"]).name  # RUN/<subdir>: where the first run went
-        if not Path(first_doc["path"]).exists() and RunDir(here).config.exists():  # the run was moved
-            new = str(here.resolve())
-            log.info("the first run moved with this run: using %s (was %s)", new, first_doc["path"])
+        # the first run lives in RUN/<subdir> by construction; its recorded absolute path goes stale
+        # when RUN is moved, so the link setting (whichever holds that path) follows RUN
+        new = str((Path(out) / Path(first_doc["path"]).name).resolve())
+        if new != first_doc["path"]:
+            log.info("this run was moved: its first run is now %s (was %s)", new, first_doc["path"])
             main["hparams_patch"] = {k: new for k, v in doc["hparams"].items() if v == first_doc["path"]}
             main["doc_extra"] = {"first_run": {**first_doc, "path": new}}
         if "steps" in budget:  # N is the total of both stages
