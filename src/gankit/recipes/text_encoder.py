@@ -28,7 +28,7 @@ stand; the order it still sees in half the draws keeps multi-word phrases ("snow
 How long: ``text2image`` and ``stackgan`` train theirs for ``encoder_steps`` = 6,000 (about 3.3
 minutes on 2 cores). ``benchmarks/text_encoder_probe.py`` (nearest-centroid probe on held-out
 templates) read the shape of captions about squares at 39% after 3,000 steps, 74% after 4,000 and
-100% after 6,000 (circles and triangles 100% throughout); the 15-minute text2image check's shape
+100% after 6,000 (circles and triangles 99.9-100% throughout); the 15-minute text2image check's shape
 accuracy went from 64.9% to 76.9% with the 6,000-step encoder.
 
 ``gankit train text-encoder --data shapes|PATH`` trains one; ``text2image`` trains one itself
