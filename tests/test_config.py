@@ -42,6 +42,20 @@ def test_validation():
     DCGANConfig(label_smoothing=0.1).validate()
 
 
+def test_contrastive_settings_validation():
+    from gankit.recipes.stackgan import StackGANConfig
+    from gankit.recipes.text2image import Text2ImageConfig
+
+    for Config in (Text2ImageConfig, StackGANConfig):
+        with pytest.raises(UsageError, match="with projection=false set both to 0"):
+            Config(projection=False).validate()
+        with pytest.raises(UsageError, match="must be >= 0 and tau > 0"):
+            Config(tau=0.0).validate()
+        with pytest.raises(UsageError, match="must be >= 0 and tau > 0"):
+            Config(lambda_con_g=-1.0).validate()
+        Config(projection=False, lambda_con=0.0, lambda_con_g=0.0).validate()  # the paper's D
+
+
 def test_yaml_roundtrip(tmp_path):
     import yaml
 

@@ -37,6 +37,7 @@ TINY = {
     "text2image-paperd": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                      "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                      "spectral_norm=false", "projection=false", "wrong=random", "r1_gamma=1",
+                                     "lambda_con=0", "lambda_con_g=0",
                                      "lr_d=2e-4", "channels_last=false"]),
     # 64 px Stage-II over a 16 px Stage-I; stage 2 reads the session's tiny Stage-I run ({stage1})
     "stackgan-1": ("shapes", [*STACKGAN_TINY, "stage=1"]),

@@ -2,6 +2,7 @@
 and GAN-CLS losses, the sampler's aligned tensors, and the CLI end to end on tiny fixtures."""
 
 import json
+import math
 import random
 
 import numpy as np
@@ -13,7 +14,7 @@ from gankit.cli import main
 from gankit.data import load_dataset, shapes
 from gankit.engine.loop import BatchSampler
 from gankit.errors import DataError
-from gankit.losses import d_matching_aware, mode_seeking, sje_loss
+from gankit.losses import contrastive_match, d_matching_aware, mode_seeking, sje_loss
 from gankit.models.text_encoder import CharCNNRNN, tokenize
 from gankit.train import train
 
@@ -154,6 +155,24 @@ def test_sje_loss_matches_naive_formula():
                     terms.append(max(0.0, 1 + float(s_ij) - float(img[i] @ txt[i])))
             total += sum(terms) / len(terms) / 6
     assert abs(float(sje_loss(img, txt, labels)) - total) < 1e-5
+
+
+def test_contrastive_match_matches_naive_formula():
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    exclude = torch.zeros(5, 5, dtype=torch.bool)
+    exclude[1, 3] = exclude[3, 1] = True  # captions 1 and 3 may describe one image: not negatives
+    exclude[2, 2] = True  # the diagonal is the positive whatever the mask says
+    cos = lambda a, b: float(a @ b / (a.norm() * b.norm()))  # noqa: E731
+    total = 0.0
+    for side in (0, 1):
+        for i in range(5):
+            pair = (lambda j: cos(img[i], txt[j])) if side == 0 else (lambda j: cos(img[j], txt[i]))
+            keep = [j for j in range(5) if j == i or not exclude[i, j]]
+            total += -math.log(math.exp(pair(i) / 0.1) / sum(math.exp(pair(j) / 0.1) for j in keep)) / 10
+    assert float(contrastive_match(img, txt, exclude, tau=0.1)) == pytest.approx(total, rel=1e-9)
+    # matched codes score lower than shuffled ones
+    assert contrastive_match(txt, txt, exclude, 0.1) < contrastive_match(txt.roll(1, 0), txt, exclude, 0.1)
 
 
 def test_matching_aware_loss_closed_form():

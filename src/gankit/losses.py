@@ -108,6 +108,19 @@ def d_matching_aware(real_right: Tensor, real_wrong: Tensor, fake_right: Tensor)
     return F.softplus(-real_right).mean() + 0.5 * (F.softplus(real_wrong).mean() + F.softplus(fake_right).mean())
 
 
+def contrastive_match(img: Tensor, txt: Tensor, exclude: Tensor, tau: float) -> Tensor:
+    """Symmetric image-text contrastive loss (InfoNCE; XMC-GAN, Zhang et al. 2021, arXiv:2101.04702,
+    eq. 2), minimised: with s_ij = cos(img_i, txt_j) / tau, cross-entropy of row i of s over texts
+    with target i, plus the same over images for each text, averaged. ``img``, ``txt``: (B, E);
+    ``exclude``: (B, B) bool, True where pair (i, j), j != i, is not a negative (e.g. two captions
+    that may describe one image); those entries leave both softmaxes.
+    """
+    s = F.normalize(img, dim=1) @ F.normalize(txt, dim=1).T / tau  # (B, B)
+    s = s.masked_fill(exclude & ~torch.eye(len(s), dtype=torch.bool, device=s.device), float("-inf"))
+    target = torch.arange(len(s), device=s.device)
+    return 0.5 * (F.cross_entropy(s, target) + F.cross_entropy(s.T, target))
+
+
 def sje_loss(img: Tensor, txt: Tensor, labels: Tensor, margin: float = 1.0) -> Tensor:
     """Symmetric structured joint embedding loss (Reed et al. 2016, arXiv:1605.05395, eq. 3-5),
     over a minibatch: compatibility F(v, t) = θ(v)ᵀφ(t); for each image n, hinge

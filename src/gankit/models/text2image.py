@@ -74,10 +74,19 @@ class MatchingDiscriminator(nn.Module):
         self.proj = wrap(nn.Linear(emb_dim, ch, bias=False)) if projection else None
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.image(x)  # (B, ch, 4, 4)
+        return self.score(self.image(x), emb)
+
+    def score(self, h: Tensor, emb: Tensor) -> Tensor:
+        """Logit (B,) from image features ``h`` = ``self.image(x)`` (B, ch, 4, 4) and φ(t) (B, E)."""
         t = self.text(emb)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])  # (B, t_dim, 4, 4)
         out = self.joint(torch.cat([h, t], 1)).flatten()  # (B,)
         if self.proj is not None:
             out = out + (self.proj(rescale_embedding(emb)) * h.mean((2, 3))).sum(1)  # (B, ch)·(B, ch) -> (B,)
         return out
+
+    def pair_codes(self, h: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        """The projection's two sides, (mean_xy h (B, ch), W φ(t) (B, ch)): what the contrastive
+        term compares across the minibatch."""
+        assert self.proj is not None, "pair_codes needs projection=True"
+        return h.mean((2, 3)), self.proj(rescale_embedding(emb))
 

@@ -50,7 +50,8 @@ D1 and D2 take text2image's measured D defaults (see ``gankit.recipes.text2image
 spectral norm instead of BatchNorm (``spectral_norm``), the projection term beside the paper's
 concatenation (``projection``), and the hardest other caption of the minibatch below cosine
 ``wrong_max_sim`` as the wrong text (``wrong=hard``; the paper: a random one).
-``--set spectral_norm=false --set projection=false --set wrong=random`` gives the paper's D.
+``--set spectral_norm=false --set projection=false --set wrong=random --set lambda_con=0 --set
+lambda_con_g=0`` gives the paper's D.
 """
 
 from __future__ import annotations
@@ -63,13 +64,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gankit.errors import UsageError
-from gankit.losses import d_matching_aware, kl_normal, mode_seeking
+from gankit.losses import contrastive_match, d_matching_aware, kl_normal, mode_seeking
 from gankit.models.dcgan import dcgan_init_
 from gankit.models.stackgan import StageIGenerator, StageIIGenerator
 from gankit.models.text_encoder import CharCNNRNN
 from gankit.recipes.base import FirstRun, StepContext
 from gankit.recipes.gan import validate_common
-from gankit.recipes.text2image import Text2ImageRecipe, TextGANSettings, TextInputs, wrong_captions
+from gankit.recipes.text2image import Text2ImageRecipe, TextGANSettings, TextInputs, near_duplicates, wrong_captions
 from gankit.recipes.text_encoder import pick_caption
 
 STAGES = ("1", "2", "both")
@@ -243,13 +244,22 @@ class StackGANRecipe(Text2ImageRecipe):
         else:
             fake, mu, logvar = G(z, eps, right)
 
-        s_r, s_w, s_f = D(x, right), D(x, wrong), D(fake.detach(), right)  # separate passes: BN sees pure batches
+        h_r = D.image(x)  # (B, ch, 4, 4), shared by the right- and wrong-text scores
+        s_r, s_w, s_f = D.score(h_r, right), D.score(h_r, wrong), D(fake.detach(), right)  # BN sees pure batches
         loss_d = d_matching_aware(s_r, s_w, s_f)
+        same = near_duplicates(right, c.wrong_max_sim)  # (B, B) contrastive pairs that are not negatives
+        if c.lambda_con:  # every other caption of the batch is a negative, except near-duplicates
+            loss_con_d = contrastive_match(*D.pair_codes(h_r, right), same, c.tau)
+            loss_d = loss_d + c.lambda_con * loss_con_d
         ctx.optimize(self._d_name, loss_d)
 
-        loss_adv = F.softplus(-D(fake, right)).mean()  # -log D(G(.), t)
+        h_f = D.image(fake)
+        loss_adv = F.softplus(-D.score(h_f, right)).mean()  # -log D(G(.), t)
         loss_kl = kl_normal(mu, logvar) / c.c_dim  # per component, as the authors' code
         loss_g = loss_adv + c.kl_weight * loss_kl
+        if c.lambda_con_g:
+            loss_con_g = contrastive_match(*D.pair_codes(h_f, right), same, c.tau)
+            loss_g = loss_g + c.lambda_con_g * loss_con_g
         logs = {"loss_D": loss_d.detach(), "loss_G": loss_adv.detach(), "kl": loss_kl.detach(),
                 "D_real": torch.sigmoid(s_r.detach()).mean(), "D_wrong": torch.sigmoid(s_w.detach()).mean(),
                 "D_fake": torch.sigmoid(s_f.detach()).mean()}
@@ -258,6 +268,10 @@ class StackGANRecipe(Text2ImageRecipe):
             loss_ms = mode_seeking(fake, G(z2, eps, right)[0], z, z2)
             loss_g = loss_g + c.lambda_ms * loss_ms
             logs["ms"] = loss_ms.detach()
+        if c.lambda_con:
+            logs["con_D"] = loss_con_d.detach()
+        if c.lambda_con_g:
+            logs["con_G"] = loss_con_g.detach()
         ctx.optimize(self._g_name, loss_g)
         return logs
 
