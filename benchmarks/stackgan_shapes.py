@@ -96,6 +96,9 @@ def main() -> None:
     d = res2["diversity"]
     lines += ["", f"diversity (Stage-II), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
                   f"sizes {d['size_share']}",
+              f"per caption ({d['per_caption']['captions']} open captions x {d['per_caption']['n']} samples): "
+              f"{d['per_caption']['positions_covered_mean']:.2f} of 5 positions, "
+              f"{d['per_caption']['sizes_covered_mean']:.2f} of 2 sizes on average",
               f"total {wall / 60:.1f} min <= {BUDGET_MINUTES:g}: {ok_time}; Stage-II colour and shape >= 90 %: {ok_acc}; "
               f"Stage-II fid_attr below bicubic Stage-I: {ok_better}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")

@@ -104,6 +104,9 @@ def main() -> None:
                      f"{100 * r['all_acc']:.1f} % |")
     lines += ["", f"diversity (int_cls), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
                   f"sizes {d['size_share']}",
+              f"per caption ({d['per_caption']['captions']} open captions x {d['per_caption']['n']} samples): "
+              f"{d['per_caption']['positions_covered_mean']:.2f} of 5 positions, "
+              f"{d['per_caption']['sizes_covered_mean']:.2f} of 2 sizes on average",
               f"int_cls: total {main_run['wall_s'] / 60:.1f} min <= {BUDGET_MINUTES:g}: {ok_time}; "
               f"colour and shape >= 90 %: {ok_acc}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")

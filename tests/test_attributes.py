@@ -18,8 +18,8 @@ class _Inputs:
 class _Drawer:
     """A stand-in text2image recipe: draws real shapes, either the ones captions state or fixed ones."""
 
-    def __init__(self, follow_captions: bool):
-        self.follow = follow_captions
+    def __init__(self, follow_captions: bool, use_z: bool = True):
+        self.follow, self.use_z = follow_captions, use_z
         self.cfg = type("Cfg", (), {"z_dim": 2})()
 
     def inputs_for(self, caps, z):
@@ -30,7 +30,7 @@ class _Drawer:
         for i, cap in enumerate(inputs.caps):
             said = shapes.parse_caption(cap) if self.follow else {}
             # unstated attributes (size, position) drawn from z, as a generator would
-            free = [int(inputs.z[i, 0] > 0), int((inputs.z[i, 1].abs() * 10) % 5)]
+            free = [int(inputs.z[i, 0] > 0), int((inputs.z[i, 1].abs() * 10) % 5)] if self.use_z else [0, 0]
             row = []
             for a, values in shapes.ATTRIBUTES.items():
                 default = {"size": free[0], "position": free[1]}.get(a, 0)
@@ -74,6 +74,18 @@ def test_caption_accuracy_oracle_vs_caption_blind(quick_classifier):
     assert blind["all_acc"] < 0.05
     d = oracle["diversity"]
     assert d["colour_acc"] > 0.9 and d["positions_covered"] >= 3 and d["sizes_covered"] == 2
+    pc = d["per_caption"]
+    assert pc["captions"] == 54 and pc["positions_covered_mean"] >= 4.5 and pc["sizes_covered_mean"] >= 1.9, pc
+
+
+def test_per_caption_spread_sees_a_generator_that_ignores_z(quick_classifier):
+    """Varied across captions but one image per caption: the per-caption spread is 1 and 1."""
+    cache, _ = quick_classifier
+    res = attributes.caption_accuracy(_Drawer(True, use_z=False), {}, seed=0, repeats=1, diversity_n=50,
+                                      cache=cache, open_n=20)
+    pc = res["diversity"]["per_caption"]
+    assert res["colour_acc"] > 0.9 and pc["n"] == 20
+    assert pc["positions_covered_mean"] <= 1.25 and pc["sizes_covered_mean"] <= 1.25, pc  # 1 and 1, bar misreads
 
 
 def test_eval_every_logs_caption_accuracy_and_keeps_the_best(quick_classifier, tmp_path):

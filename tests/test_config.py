@@ -53,6 +53,8 @@ def test_contrastive_settings_validation():
             Config(tau=0.0).validate()
         with pytest.raises(UsageError, match="must be >= 0 and tau > 0"):
             Config(lambda_con_g=-1.0).validate()
+        with pytest.raises(UsageError, match="con_max_sim is a cosine similarity"):
+            Config(con_max_sim=1.5).validate()
         Config(projection=False, lambda_con=0.0, lambda_con_g=0.0).validate()  # the paper's D
 
 

@@ -214,6 +214,19 @@ def test_mode_seeking_formula():
     assert mode_seeking(f1, f1, z1, z2) > 1e4  # identical images for different z: heavily penalised
 
 
+def test_mode_seeking_term_in_d_features_or_pixels():
+    from gankit.models.text2image import MatchingDiscriminator
+    from gankit.recipes.text2image import mode_seeking_term
+
+    torch.manual_seed(0)
+    D = MatchingDiscriminator(8, 4, 3, 16, 4, norm="none", spectral_norm=True, projection=True).eval()
+    a, b, z1, z2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 5), torch.randn(4, 5)
+    h = D.image(a)
+    want = 1 / ((h - D.image(b)).abs().flatten(1).mean(1) / (z1 - z2).abs().mean(1)).mean()
+    assert torch.allclose(mode_seeking_term("features", D, a, b, h, z1, z2), want, rtol=1e-4)
+    assert torch.allclose(mode_seeking_term("pixels", D, a, b, h, z1, z2), mode_seeking(a, b, z1, z2))
+
+
 def test_tokenizer_and_unseen_captions():
     codes = tokenize(["A Red  Circle!", "é" * 5, "x" * 50], 16)
     assert codes.shape == (3, 16) and codes.dtype == torch.uint8

@@ -153,9 +153,35 @@ def attribute_fid(fake: Tensor, size: int, repeats: int = 4, cache: Path | None 
     return fid(stats[0], stats[1])
 
 
+def open_caption_spread(recipe: Any, modules: dict[str, nn.Module], clf: AttributeNet, generate: Any, dim: int,
+                        gen: torch.Generator, n: int) -> dict[str, Any]:
+    """Per-caption diversity: for the diversity template's caption of every colour, shape and
+    background (54 captions, size and position left open), ``n`` samples each; the mean number of
+    positions (of 5) and sizes (of 2) that at least 5 % of a caption's samples show. A generator
+    that ignores z scores 1 and 1, however varied its images are across captions."""
+    from gankit.data import shapes
+
+    cols = list(shapes.ATTRIBUTES)
+    combos = [{"colour": c, "shape": s, "background": b}
+              for c in shapes.COLOURS for s in shapes.SHAPES for b in shapes.BACKGROUNDS]
+    caps = [shapes.caption(a, shapes.DIVERSITY_TEMPLATE) for a in combos for _ in range(n)]
+    z = torch.randn(len(caps), dim, generator=gen)
+    imgs = torch.cat([generate(modules, recipe.inputs_for(caps[i : i + 540], z[i : i + 540])).cpu()
+                      for i in range(0, len(caps), 540)])
+    p = predict(clf, imgs).view(len(combos), n, len(cols))  # (54, n, 5)
+
+    def covered(a: str) -> float:
+        k = len(shapes.ATTRIBUTES[a])
+        counts = F.one_hot(p[:, :, cols.index(a)], k).sum(1)  # (54, k)
+        return round(float((counts >= 0.05 * n).sum(1).double().mean()), 3)
+
+    return {"captions": len(combos), "n": n, "template": shapes.DIVERSITY_TEMPLATE,
+            "positions_covered_mean": covered("position"), "sizes_covered_mean": covered("size")}
+
+
 def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, repeats: int = 2,
                      diversity_n: int = 200, cache: Path | None = None, generate: Any = None,
-                     keep_images: bool = False) -> dict[str, Any]:
+                     keep_images: bool = False, open_n: int = 40) -> dict[str, Any]:
     """Attribute accuracy of a text-to-image ``recipe`` sampling with ``modules`` (a loaded export's,
     or the training EMA copies, in eval mode) on held-out-template captions.
 
@@ -203,6 +229,7 @@ def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, 
         "colour_acc": float((p[:, 0] == list(shapes.COLOURS).index("red")).double().mean()),
         "shape_acc": float((p[:, 1] == shapes.SHAPES.index("circle")).double().mean()),
         "pixel_std": round(float(imgs.std(0).mean()), 4),
+        "per_caption": open_caption_spread(recipe, modules, clf, generate, dim, gen, open_n),
     }
     out["protocol"] = {
         "classifier": VERSION, "classifier_held_out_accuracy": record["held_out_accuracy"],

@@ -25,7 +25,8 @@ the paper's input size), ``width`` 32 for both nets (the authors' code: ngf 128,
 embedding 128-d from gankit's own smaller char-CNN-RNN (paper 1024-d); one caption per image per step (the authors' code averages four
 caption embeddings); the GAN-INT partner t2 is the minibatch reversed. ``ema=true`` (off-paper, default; Yazıcı et al. 2019): samples come from an exponential
 moving average of G's weights. ``lambda_ms=0.1`` (off-paper, default; Mao et al. 2019, MSGAN,
-arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|). Without it, on
+arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|), the distance taken
+in D's features by default (``ms_space``, below). Without it, on
 ``shapes`` G ignored z within 1,000 steps (8 latents per caption gave 8 identical images) — the
 conditional mode collapse MSGAN addresses; ``--set lambda_ms=0`` gives the paper's objective.
 
@@ -64,17 +65,36 @@ D's side, three off-paper defaults (each ``--set ...=false`` / ``wrong=random`` 
   s_ij = cos(mean_xy h(x_i), W φ(t_j)) / τ over the minibatch
   (``gankit.losses.contrastive_match``). D minimises it on real images (weight ``lambda_con``),
   G on its own images through D (``lambda_con_g``). Every other caption of the batch is a
-  negative (near-duplicates above ``wrong_max_sim`` excluded), so each step tells D about shape,
-  not only when the one hard wrong caption differs in shape. XMC-GAN uses one weight for both;
-  G's 0.3 here measured higher over the full budget (below). Measured on the
-  6,000-step encoder (``gankit train text2image --data shapes --steps 1500 --eval-every 500
-  --set lambda_con=...``, one seed): without the term, shape 0.568 at 1,500 steps; D and G at
-  weight 1: 0.912; D only: 0.817; D 1, G 0.3: 0.893. Over 10.5 minutes (5,522 and 5,336
-  steps, ``gankit eval RUN``): shape 0.908 (G weight 1) and 0.932 (G 0.3). The cost is diversity: 200 samples of the
-  open caption fell in 2 of 5 positions and 99 % large, where without the term they spread over
-  4 positions and both sizes. Neither ``lambda_ms`` 0.3 (3,000 steps: shape 0.896, 1 position,
-  1 size) nor the image-to-text half of the loss alone (0.921, 1 position, 2 sizes) restored it.
-  ``--set lambda_con=0 --set lambda_con_g=0`` turns the term off.
+  negative, so each step tells D about shape, not only when the one hard wrong caption differs in
+  shape. XMC-GAN uses one weight for both; G's 0.3 here measured higher over the full budget.
+  Captions more cosine-similar than ``con_max_sim`` = 0.75 are not each other's negatives: with
+  the 6,000-step encoder "i see a red circle against a black background" (size open) has cosine
+  0.80 with "a small red circle on a black background" and 0.88 with the large one, while
+  captions differing in shape or colour sit at 0.5-0.77; at 0.85 (``wrong_max_sim``) the small
+  caption was a negative of the open one, and G drew 91.5 % of open-caption circles large.
+- ``ms_space=features``: the mode-seeking distance is taken between D's 4x4 image features of
+  the two images (``mode_seeking_term``), not pixels. With the contrastive term, D's features
+  read the caption so well that G drew one image per caption: 200 samples of one open caption
+  spread over 4-5 positions without the term and over 2 with it, while the pixel term was met by
+  speckle and background noise. In D's features only what D tells apart counts as different.
+
+Measured on the 6,000-step encoder, 3,000 steps, one seed (``gankit train text2image --data
+shapes --steps 3000 --eval-every 1000 --set ...``; spread: positions of 5 and sizes of 2 covered
+by 40 samples of each of 54 open captions, ``gankit eval``'s per-caption measure computed by a
+script with another sampling seed):
+
+    no contrastive term (lambda_con=0, lambda_con_g=0)      shape 0.698  colour 0.936  spread 3.89 / 1.89
+    D only, con_max_sim 0.75                                 shape 0.905  colour 0.954  spread 1.65 / 1.59
+    D and G (0.3), con_max_sim 0.75, pixel mode-seeking      shape 0.907  colour 0.983  spread 1.48 / 1.39
+    same, pixel term on 4x-pooled images, lambda_ms 0.3      shape 0.929  colour 0.981  spread 1.59 / 1.46
+    D only, on separate linear heads (not the logit's W)     shape 0.769  colour 0.949  spread 3.98 / 1.59
+    D only, ms_space=features                                shape 0.820  colour 0.931  spread 4.70 / 1.83
+    D and G (0.3), ms_space=features (the defaults)          shape 0.881  colour 0.966  spread 4.72 / 1.81
+
+(the 4x-pooled pixel term and the separate heads were trial code, not kept). Earlier, at
+1,500 steps with ``con_max_sim`` 0.85: without the term shape 0.568, D and G at weight 1 0.912,
+D only 0.817, D 1 and G 0.3 0.893. ``--set lambda_con=0 --set lambda_con_g=0`` turns the term
+off, ``--set ms_space=pixels`` gives MSGAN's distance.
 
 Measured like the table above (1,500 steps, eval every 500; lr 1e-3 unless noted):
 
@@ -122,6 +142,7 @@ class TextGANSettings:
     lambda_con: float = 1.0  # D's image-text contrastive term on its projection codes (XMC-GAN); 0 = off
     lambda_con_g: float = 0.3  # G's: its images must be retrieved by their captions through D's codes
     tau: float = 0.1  # the contrastive softmax temperature (XMC-GAN's)
+    con_max_sim: float = 0.75  # contrastive: captions more cosine-similar than this are not each other's negatives
     encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
     encoder_steps: int = 6000  # steps of the encoder trained by encoder=auto (~3.3 min on 2 cores; see text_encoder)
     encoder_overrides: tuple[str, ...] = ()  # text-encoder settings for encoder=auto, e.g. emb_dim=128
@@ -129,6 +150,8 @@ class TextGANSettings:
     def validate_text(self) -> None:
         if not -1 < self.wrong_max_sim <= 1:
             raise UsageError(f"wrong_max_sim is a cosine similarity in (-1, 1], got {self.wrong_max_sim}")
+        if not -1 < self.con_max_sim <= 1:
+            raise UsageError(f"con_max_sim is a cosine similarity in (-1, 1], got {self.con_max_sim}")
         if self.batch < 2:
             raise UsageError("batch must be at least 2 (wrong captions come from other images of the batch)")
         if min(self.lambda_con, self.lambda_con_g) < 0 or not self.tau > 0:
@@ -155,6 +178,7 @@ class Text2ImageConfig(TextGANSettings):
     ema: bool = True
     ema_decay: float = 0.999
     lambda_ms: float = 0.1  # mode-seeking term (MSGAN) weight; 0 = the paper's objective
+    ms_space: Literal["features", "pixels"] = "features"  # mode-seeking distance: D's 4x4 features, or pixels (MSGAN's)
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇_x D(x, t)‖² on real, matching pairs (Mescheder et al. 2018)
     size: int = 32  # image side (power of two >= 16); the paper uses 64
 
@@ -177,6 +201,16 @@ def wrong_captions(right: Tensor, cfg: TextGANSettings) -> Tensor:
     """φ(t̂) (B, E) for the matching-aware D's (real image, wrong text) pairs: ``wrong=hard`` or,
     as in the paper, another image's caption (the minibatch rolled by one)."""
     return hard_wrong(right, cfg.wrong_max_sim) if cfg.wrong == "hard" else right.roll(1, 0)
+
+
+def mode_seeking_term(space: str, D: MatchingDiscriminator, fake: Tensor, fake2: Tensor, h_fake: Tensor, z: Tensor,
+                      z2: Tensor) -> Tensor:
+    """MSGAN's term for two latents of the same captions, its distance in ``space``: ``pixels``
+    (the paper's) or ``features``, D's (B, ch, 4, 4) image features (``h_fake`` = D.image(fake)),
+    which still encode where the object is but not pixel noise that D does not tell apart."""
+    if space == "features":
+        return mode_seeking(h_fake, D.image(fake2), z, z2)
+    return mode_seeking(fake, fake2, z, z2)
 
 
 def near_duplicates(emb: Tensor, max_sim: float) -> Tensor:
@@ -297,7 +331,7 @@ class Text2ImageRecipe(Recipe):
             loss_d = d_bce(s_r, s_f)
         if c.r1_gamma:
             loss_d = loss_d + 0.5 * c.r1_gamma * r1_penalty(s_r, x_r)
-        same = near_duplicates(right, c.wrong_max_sim)  # (B, B) contrastive pairs that are not negatives
+        same = near_duplicates(right, c.con_max_sim)  # (B, B) contrastive pairs that are not negatives
         if c.lambda_con:  # every other caption of the batch is a negative, except near-duplicates
             loss_con_d = contrastive_match(*D.pair_codes(h_r, right), same, c.tau)
             loss_d = loss_d + c.lambda_con * loss_con_d
@@ -313,7 +347,7 @@ class Text2ImageRecipe(Recipe):
             loss_g = loss_g + F.softplus(-D(G(ctx.randn(B, c.z_dim), t_int), t_int)).mean()
         if c.lambda_ms:  # a second latent for the same captions: G must not ignore z
             z2 = ctx.randn(B, c.z_dim)
-            loss_ms = mode_seeking(fake, G(z2, right), z, z2)
+            loss_ms = mode_seeking_term(c.ms_space, D, fake, G(z2, right), h_f, z, z2)
             loss_g = loss_g + c.lambda_ms * loss_ms
         ctx.optimize("G", loss_g)
 
@@ -367,7 +401,9 @@ class Text2ImageRecipe(Recipe):
 
         res = caption_accuracy(self, modules, seed=seed)
         div = res.pop("diversity")
-        return {**res, "positions_covered": div["positions_covered"], "sizes_covered": div["sizes_covered"]}
+        return {**res, "positions_covered": div["positions_covered"], "sizes_covered": div["sizes_covered"],
+                "open_positions": div["per_caption"]["positions_covered_mean"],
+                "open_sizes": div["per_caption"]["sizes_covered_mean"]}
 
     @torch.no_grad()
     def generate_from_embeddings(self, modules: dict[str, Any], z: Tensor, emb: Tensor) -> Tensor:
