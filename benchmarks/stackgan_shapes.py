@@ -34,7 +34,7 @@ ATTRS = ("colour", "shape", "size", "background", "all")
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from text2image_shapes import evaluate, gankit  # noqa: E402  (one subprocess runner for both checks)
+from text2image_shapes import diversity_lines, evaluate, gankit  # noqa: E402  (one runner for both checks)
 
 
 def steps_of(run: Path) -> int:
@@ -94,11 +94,7 @@ def main() -> None:
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.1f} %" for k in ATTRS) + f" | {r['fid_attr']:.2f} |")
     d = res2["diversity"]
-    lines += ["", f"diversity (Stage-II), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
-                  f"sizes {d['size_share']}",
-              f"per caption ({d['per_caption']['captions']} open captions x {d['per_caption']['n']} samples): "
-              f"{d['per_caption']['positions_covered_mean']:.2f} of 5 positions, "
-              f"{d['per_caption']['sizes_covered_mean']:.2f} of 2 sizes on average",
+    lines += ["", *diversity_lines(d, "Stage-II"),
               f"total {wall / 60:.1f} min <= {BUDGET_MINUTES:g}: {ok_time}; Stage-II colour and shape >= 90 %: {ok_acc}; "
               f"Stage-II fid_attr below bicubic Stage-I: {ok_better}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")

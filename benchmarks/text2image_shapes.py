@@ -48,6 +48,15 @@ def evaluate(run: Path, env: dict[str, str]) -> dict:
     return json.loads(out.stdout)
 
 
+def diversity_lines(d: dict, label: str) -> list[str]:
+    """The ``diversity`` block of ``gankit eval --json``: one open caption's spread, then the per-caption one."""
+    pc = d["per_caption"]
+    return [f"diversity ({label}), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
+            f"sizes {d['size_share']}",
+            f"per caption ({pc['captions']} open captions x {pc['n']} samples): {pc['positions_covered_mean']:.2f} "
+            f"of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gan-minutes", type=float, default=10.5, help="GAN budget (default 10.5; the encoder takes the rest)")
@@ -102,11 +111,7 @@ def main() -> None:
         lines.append(f"| {v} | {r['wall_s'] / 60:.1f} | {r['steps']:,} | {100 * r['colour_acc']:.1f} % | "
                      f"{100 * r['shape_acc']:.1f} % | {100 * r['size_acc']:.1f} % | {100 * r['background_acc']:.1f} % | "
                      f"{100 * r['all_acc']:.1f} % |")
-    lines += ["", f"diversity (int_cls), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
-                  f"sizes {d['size_share']}",
-              f"per caption ({d['per_caption']['captions']} open captions x {d['per_caption']['n']} samples): "
-              f"{d['per_caption']['positions_covered_mean']:.2f} of 5 positions, "
-              f"{d['per_caption']['sizes_covered_mean']:.2f} of 2 sizes on average",
+    lines += ["", *diversity_lines(d, "int_cls"),
               f"int_cls: total {main_run['wall_s'] / 60:.1f} min <= {BUDGET_MINUTES:g}: {ok_time}; "
               f"colour and shape >= 90 %: {ok_acc}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
