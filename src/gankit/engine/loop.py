@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from gankit import export as export_mod
 from gankit.config import TrainConfig
 from gankit.engine import checkpoint, dist
+from gankit.engine.standing import standing_copies
 from gankit.engine.rundir import RunDir
 from gankit.errors import NonFiniteError, UsageError
 
@@ -189,6 +190,8 @@ class Engine:
         self.sampler = make_sampler(data, self.device, per_rank, tcfg.seed, self.dist.rank, self.dist.world, aligned,
                                     channels_last=tcfg.channels_last)
         self.grid_inputs = recipe.data_inputs(tcfg.grid_n, torch.Generator().manual_seed(tcfg.seed), data)
+        self._aligned = aligned
+        self._standing: tuple[int, dict[str, nn.Module]] | None = None  # (step, copies) for sampling
 
     @property
     def total_steps(self) -> int | None:
@@ -270,7 +273,25 @@ class Engine:
         dist.broadcast_(self._all_modules_tensors, self.dist.world)
 
     def inference_modules(self) -> dict[str, nn.Module]:
-        return {**self.recipe.modules, **self.ema}
+        """The modules samples, evaluations and exports use: EMA copies where kept, and where the
+        recipe asks for ``standing_stats``, copies with re-estimated BatchNorm statistics."""
+        modules = {**self.recipe.modules, **self.ema}
+        if not self.recipe.standing_batches:
+            return modules
+        if self._standing is None or self._standing[0] != self.step:
+            self._standing = (self.step, self._standing_copies(modules))
+        return {**modules, **self._standing[1]}
+
+    def _standing_copies(self, modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
+        """Standing statistics (``gankit.engine.standing``) from a sampler and a latent stream of
+        their own, seeded the same every time: the training streams are not touched (exact resume)
+        and the copies depend only on the weights."""
+        sampler = make_sampler(self.data, self.device, self.recipe.batch_size, self.tcfg.seed + 7, 0, 1,
+                               self._aligned, channels_last=self.tcfg.channels_last)
+        gen = torch.Generator().manual_seed(self.tcfg.seed + 7)
+        return standing_copies(modules, self.recipe.standing_modules(),
+                               lambda mods: self.recipe.standing_pass(mods, sampler.next(), gen),
+                               self.recipe.standing_batches)
 
     def _elapsed(self) -> float:
         return self._elapsed_before + (time.monotonic() - self._t0 if hasattr(self, "_t0") else 0.0)

@@ -119,6 +119,23 @@ class Recipe:
         return float(getattr(self.cfg, "ema_decay", 0.999))
 
     @property
+    def standing_batches(self) -> int:
+        """Training-like batches that re-estimate the sampling modules' BatchNorm statistics
+        before each sample grid, evaluation and export (``standing_stats``; 0 = off, sample with
+        the statistics collected in training). See ``gankit.engine.standing``."""
+        return int(getattr(self.cfg, "standing_stats", 0))
+
+    def standing_modules(self) -> tuple[str, ...]:
+        """The modules whose statistics ``standing_stats`` re-estimates: the sampled generator."""
+        return self.ema_modules() or tuple(n for n in ("G",) if n in self.modules)
+
+    @torch.no_grad()
+    def standing_pass(self, modules: dict[str, nn.Module], batch: Any, generator: torch.Generator) -> None:
+        """One forward pass of ``modules``' generator on inputs distributed as in training (``batch``:
+        a training batch, for recipes whose G is conditioned on data; draws from ``generator``)."""
+        self.generate(modules, self.sample_inputs(self.batch_size, generator))
+
+    @property
     def batch_size(self) -> int:
         return int(self.cfg.batch)
 

@@ -61,9 +61,12 @@ class DCGANConfig:
     ema_decay: float = 0.999
     size: int | None = None  # None: native side, rounded up to a power of two (28 -> 32)
     augment: str = ""  # DiffAugment policy for D's inputs, e.g. "translation,cutout" (gankit.augment)
+    standing_stats: int = 0  # batches re-estimating sampling G's BatchNorm statistics (gankit.engine.standing); 0 = off
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "width", "k", "batch"))
+        if self.standing_stats < 0:
+            raise UsageError(f"standing_stats must be 0 (off) or a number of batches, got {self.standing_stats}")
         if self.size is not None and (self.size < 16 or self.size & (self.size - 1)):
             raise UsageError(f"size must be a power of two >= 16 for dcgan, got {self.size}")
         if self.loss == "wgan_gp" and self.d_norm == "batch":

@@ -104,6 +104,7 @@ class StackGANConfig(TextGANSettings):  # batch, D (spectral_norm, projection, w
     lr_decay_epochs: int = 100  # the learning rate halves every this many epochs
     ema: bool = True
     ema_decay: float = 0.999
+    standing_stats: int = 0  # batches re-estimating the sampled stage's BatchNorm statistics; text2image's default is 32
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "c_dim", "t_dim", "ngf1", "ndf1", "ngf2", "ndf2", "batch", "encoder_steps",
@@ -220,6 +221,9 @@ class StackGANRecipe(Text2ImageRecipe):
 
     def export_modules(self) -> tuple[str, ...]:
         return ("G1", "G2", "T") if self.two else ("G1", "T")
+
+    def standing_modules(self) -> tuple[str, ...]:
+        return (self._g_name,)  # the stage being trained; a frozen Stage-I keeps the statistics it was exported with
 
     def lr_at(self, step: int) -> float:
         """lr halved every ``lr_decay_epochs`` epochs (epoch = images seen / dataset size)."""

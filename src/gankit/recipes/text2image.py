@@ -45,6 +45,17 @@ With weight 1 the term rewarded pixel differences so strongly that G drew speckl
 The text embedding is rescaled to norm sqrt(E) before D's and G's compression (see
 ``gankit.models.text2image.TextProjection``).
 
+``standing_stats=32`` (off-paper, default; BigGAN's standing statistics, see
+``gankit.engine.standing``): before every sample grid, evaluation and export, the engine
+re-estimates the BatchNorm statistics of the sampled G over 32 batches of training captions and
+fresh z. Each training step runs G in training mode three times: on the right captions, on GAN-INT's
+interpolated embeddings and for the mode-seeking term. So the running statistics G samples
+with are a third from interpolations that sampling never sees, and also belong to the live
+weights, not the EMA's. On one 5,786-step run, re-estimating them raised held-out-caption shape
+accuracy from 0.838 to 0.947, colour from 0.937 to 0.997 and size from 0.783 to 0.991. Before,
+many small objects were drawn faint or not at all. Training is unchanged; ``--set standing_stats=0``
+samples with the training statistics.
+
 D's side, three off-paper defaults (each ``--set ...=false`` / ``wrong=random`` gives the paper's):
 
 - ``wrong=hard``: the paper's wrong text is a random other caption. On ``shapes`` a random caption
@@ -160,6 +171,8 @@ class TextGANSettings:
         if (self.lambda_con or self.lambda_con_g) and not self.projection:
             raise UsageError("lambda_con and lambda_con_g compare D's projection codes: with projection=false set "
                              "both to 0")
+        if getattr(self, "standing_stats", 0) < 0:
+            raise UsageError(f"standing_stats must be 0 (off) or a number of batches, got {self.standing_stats}")
         for o in self.encoder_overrides:
             if o and "=" not in o:
                 raise UsageError(f"bad encoder_overrides item {o!r} (expected key=value, comma-separated)")
@@ -181,6 +194,7 @@ class Text2ImageConfig(TextGANSettings):
     ms_space: Literal["features", "pixels"] = "features"  # mode-seeking distance: D's 4x4 features, or pixels (MSGAN's)
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇_x D(x, t)‖² on real, matching pairs (Mescheder et al. 2018)
     size: int = 32  # image side (power of two >= 16); the paper uses 64
+    standing_stats: int = 32  # batches re-estimating sampling G's BatchNorm statistics (gankit.engine.standing); 0 = off
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "t_dim", "width", "batch", "encoder_steps"))
@@ -364,6 +378,17 @@ class Text2ImageRecipe(Recipe):
         return logs
 
     # -- sampling -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def standing_pass(self, modules: dict[str, Any], batch: dict[str, Tensor], generator: torch.Generator) -> None:
+        """The sampled stage on one random training caption of each image and fresh latents, as in
+        a training step, but never GAN-INT's interpolated embeddings (sampling does not see them)."""
+        n_caps = batch["n_caps"].cpu()  # (B,)
+        B = n_caps.shape[0]
+        k = (torch.rand(B, generator=generator) * n_caps).long().clamp_(max=n_caps - 1)
+        right = batch["emb"][torch.arange(B), k.to(batch["emb"].device)]  # (B, E)
+        w = torch.randn(B, getattr(self, "latent_dim", None) or self.cfg.z_dim, generator=generator)
+        self.generate_from_embeddings(modules, w, right)
+
     def encode(self, captions: list[str]) -> Tensor:
         """Caption strings -> uint8 codes (n, max_chars); an empty or unreadable caption is refused."""
         for cap in captions:
