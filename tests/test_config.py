@@ -58,6 +58,17 @@ def test_contrastive_settings_validation():
         Config(projection=False, lambda_con=0.0, lambda_con_g=0.0).validate()  # the paper's D
 
 
+def test_standing_stats_validation():
+    from gankit.recipes.dcgan import DCGANConfig
+    from gankit.recipes.stackgan import StackGANConfig
+    from gankit.recipes.text2image import Text2ImageConfig
+
+    for Config in (Text2ImageConfig, StackGANConfig, DCGANConfig):
+        with pytest.raises(UsageError, match="standing_stats must be 0 \\(off\\) or a number of batches, got -1"):
+            Config(standing_stats=-1).validate()
+        Config(standing_stats=0).validate()
+
+
 def test_yaml_roundtrip(tmp_path):
     import yaml
 

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from gankit import export as export_mod
 from gankit.config import TrainConfig
 from gankit.engine import checkpoint, dist
-from gankit.engine.standing import standing_copies
 from gankit.engine.rundir import RunDir
+from gankit.engine.standing import standing_copies
 from gankit.errors import NonFiniteError, UsageError
 
 log = logging.getLogger("gankit")
