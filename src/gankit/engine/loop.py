@@ -192,6 +192,7 @@ class Engine:
         self.grid_inputs = recipe.data_inputs(tcfg.grid_n, torch.Generator().manual_seed(tcfg.seed), data)
         self._aligned = aligned
         self._standing: tuple[int, dict[str, nn.Module]] | None = None  # (step, copies) for sampling
+        self._standing_sampler: tuple[Any, dict[str, Any]] | None = None  # (sampler, its initial state)
 
     @property
     def total_steps(self) -> int | None:
@@ -286,8 +287,12 @@ class Engine:
         """Standing statistics (``gankit.engine.standing``) from a sampler and a latent stream of
         their own, seeded the same every time: the training streams are not touched (exact resume)
         and the copies depend only on the weights."""
-        sampler = make_sampler(self.data, self.device, self.recipe.batch_size, self.tcfg.seed + 7, 0, 1,
-                               self._aligned, channels_last=self.tcfg.channels_last)
+        if self._standing_sampler is None:  # built once (on a GPU, data.x is copied to the device once)
+            sampler = make_sampler(self.data, self.device, self.recipe.batch_size, self.tcfg.seed + 7, 0, 1,
+                                   self._aligned, channels_last=self.tcfg.channels_last)
+            self._standing_sampler = (sampler, sampler.state_dict())
+        sampler, start = self._standing_sampler
+        sampler.load_state_dict(start)  # the same batches every time
         gen = torch.Generator().manual_seed(self.tcfg.seed + 7)
         return standing_copies(modules, self.recipe.standing_modules(),
                                lambda mods: self.recipe.standing_pass(mods, sampler.next(), gen),

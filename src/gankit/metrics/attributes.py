@@ -188,6 +188,8 @@ def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, 
     Latents have ``recipe.latent_dim`` components (default ``cfg.z_dim``); ``generate`` (default
     ``recipe.generate``) maps (modules, inputs) to images, e.g. a view of one stage of StackGAN.
     ``keep_images``: the held-out-caption images are returned under ``images`` (float, CPU).
+    ``diversity_n=0`` skips the diversity block (no ``diversity`` key), e.g. for a baseline whose
+    accuracies alone are compared.
     """
     from gankit.data import shapes
 
@@ -211,26 +213,26 @@ def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, 
             out[f"{a}_acc"] = float(hit[stated].double().mean())
     out["all_acc"] = float(right_all.double().mean())
 
-    # diversity: one caption, size and position left open
-    div_attrs = {"colour": "red", "shape": "circle", "background": "black"}
-    div_caption = shapes.caption(div_attrs, shapes.DIVERSITY_TEMPLATE)
-    zd = torch.randn(diversity_n, dim, generator=gen)
-    imgs = generate(modules, recipe.inputs_for([div_caption] * diversity_n, zd)).cpu()
-    p = predict(clf, imgs)
-    cols = list(shapes.ATTRIBUTES)
-    share = {a: [round(float((p[:, cols.index(a)] == i).double().mean()), 3) for i in range(len(v))]
-             for a, v in shapes.ATTRIBUTES.items() if a in ("size", "position")}
-    out["diversity"] = {
-        "caption": div_caption, "n": diversity_n,
-        "position_share": dict(zip(shapes.POSITIONS, share["position"])),
-        "size_share": dict(zip(shapes.SIZES, share["size"])),
-        "positions_covered": sum(s >= 0.05 for s in share["position"]),
-        "sizes_covered": sum(s >= 0.05 for s in share["size"]),
-        "colour_acc": float((p[:, 0] == list(shapes.COLOURS).index("red")).double().mean()),
-        "shape_acc": float((p[:, 1] == shapes.SHAPES.index("circle")).double().mean()),
-        "pixel_std": round(float(imgs.std(0).mean()), 4),
-        "per_caption": open_caption_spread(recipe, modules, clf, generate, dim, gen, open_n),
-    }
+    if diversity_n:  # one caption, size and position left open; and every open caption (open_n samples)
+        div_attrs = {"colour": "red", "shape": "circle", "background": "black"}
+        div_caption = shapes.caption(div_attrs, shapes.DIVERSITY_TEMPLATE)
+        zd = torch.randn(diversity_n, dim, generator=gen)
+        imgs = generate(modules, recipe.inputs_for([div_caption] * diversity_n, zd)).cpu()
+        p = predict(clf, imgs)
+        cols = list(shapes.ATTRIBUTES)
+        share = {a: [round(float((p[:, cols.index(a)] == i).double().mean()), 3) for i in range(len(v))]
+                 for a, v in shapes.ATTRIBUTES.items() if a in ("size", "position")}
+        out["diversity"] = {
+            "caption": div_caption, "n": diversity_n,
+            "position_share": dict(zip(shapes.POSITIONS, share["position"])),
+            "size_share": dict(zip(shapes.SIZES, share["size"])),
+            "positions_covered": sum(s >= 0.05 for s in share["position"]),
+            "sizes_covered": sum(s >= 0.05 for s in share["size"]),
+            "colour_acc": float((p[:, 0] == list(shapes.COLOURS).index("red")).double().mean()),
+            "shape_acc": float((p[:, 1] == shapes.SHAPES.index("circle")).double().mean()),
+            "pixel_std": round(float(imgs.std(0).mean()), 4),
+            "per_caption": open_caption_spread(recipe, modules, clf, generate, dim, gen, open_n),
+        }
     out["protocol"] = {
         "classifier": VERSION, "classifier_held_out_accuracy": record["held_out_accuracy"],
         "captions": len(caps), "templates": "held-out (never used for training captions)",

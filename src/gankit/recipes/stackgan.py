@@ -74,8 +74,8 @@ from gankit.models.stackgan import StageIGenerator, StageIIGenerator
 from gankit.models.text_encoder import CharCNNRNN
 from gankit.recipes.base import FirstRun, StepContext
 from gankit.recipes.gan import validate_common
-from gankit.recipes.text2image import (Text2ImageRecipe, TextGANSettings, TextInputs, mode_seeking_term, near_duplicates,
-                                       wrong_captions)
+from gankit.recipes.text2image import (Text2ImageRecipe, TextGANSettings, TextInputs, eval_record, mode_seeking_term,
+                                       near_duplicates, wrong_captions)
 from gankit.recipes.text_encoder import pick_caption
 
 STAGES = ("1", "2", "both")
@@ -348,7 +348,7 @@ class StackGANRecipe(Text2ImageRecipe):
         res["fid_attr"] = attribute_fid(res.pop("images"), self.spec.shape[-1])
         if self.two:
             base = caption_accuracy(self, modules, seed=seed, generate=self.generate_stage1_upsampled,
-                                    keep_images=True)
+                                    keep_images=True, diversity_n=0)  # its accuracies and fid_attr only
             for k in [k for k in base if k.endswith("_acc")]:
                 res[f"stage1_bicubic_{k}"] = base[k]
             res["stage1_bicubic_fid_attr"] = attribute_fid(base["images"], self.spec.shape[-1])
@@ -358,11 +358,7 @@ class StackGANRecipe(Text2ImageRecipe):
 
     def evaluate(self, modules: dict[str, Any], data: Any, n: int, seed: int) -> dict[str, Any] | None:
         """``--eval-every`` on shapes: :meth:`caption_report`, flattened."""
-        res = self.caption_report(modules, seed)
-        div = res.pop("diversity")
-        return {**res, "positions_covered": div["positions_covered"], "sizes_covered": div["sizes_covered"],
-                "open_positions": div["per_caption"]["positions_covered_mean"],
-                "open_sizes": div["per_caption"]["sizes_covered_mean"]}
+        return eval_record(self.caption_report(modules, seed))
 
 
 def upsample(x: Tensor, size: int) -> Tensor:

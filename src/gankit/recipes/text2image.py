@@ -141,7 +141,7 @@ from gankit.models.text2image import MatchingDiscriminator, TextToImageGenerator
 from gankit.models.text_encoder import CharCNNRNN, known_chars, tokenize
 from gankit.recipes.base import Recipe, StepContext
 from gankit.recipes.gan import validate_common
-from gankit.recipes.text_encoder import pick_caption
+from gankit.recipes.text_encoder import caption_index, pick_caption
 
 
 @dataclass
@@ -229,6 +229,16 @@ def mode_seeking_term(space: str, D: MatchingDiscriminator, fake: Tensor, fake2:
     if space == "features":
         return mode_seeking(h_fake, D.image(fake2), z, z2)
     return mode_seeking(fake, fake2, z, z2)
+
+
+def eval_record(res: dict[str, Any]) -> dict[str, Any]:
+    """``caption_accuracy``'s result flattened for ``metrics.jsonl``: the accuracies (and protocol)
+    plus the diversity figures as scalars."""
+    res = dict(res)
+    div = res.pop("diversity")
+    return {**res, "positions_covered": div["positions_covered"], "sizes_covered": div["sizes_covered"],
+            "open_positions": div["per_caption"]["positions_covered_mean"],
+            "open_sizes": div["per_caption"]["sizes_covered_mean"]}
 
 
 def near_duplicates(emb: Tensor, max_sim: float) -> Tensor:
@@ -386,10 +396,9 @@ class Text2ImageRecipe(Recipe):
     def standing_pass(self, modules: dict[str, Any], batch: dict[str, Tensor], generator: torch.Generator) -> None:
         """The sampled stage on one random training caption of each image and fresh latents, as in
         a training step, but never GAN-INT's interpolated embeddings (sampling does not see them)."""
-        n_caps = batch["n_caps"].cpu()  # (B,)
-        B = n_caps.shape[0]
-        k = (torch.rand(B, generator=generator) * n_caps).long().clamp_(max=n_caps - 1)
-        right = batch["emb"][torch.arange(B), k.to(batch["emb"].device)]  # (B, E)
+        B = batch["n_caps"].shape[0]
+        k = caption_index(torch.rand(B, generator=generator), batch["n_caps"])  # (B,) on the data's device
+        right = batch["emb"][torch.arange(B, device=k.device), k]  # (B, E)
         w = torch.randn(B, getattr(self, "latent_dim", None) or self.cfg.z_dim, generator=generator)
         self.generate_from_embeddings(modules, w, right)
 
@@ -428,11 +437,7 @@ class Text2ImageRecipe(Recipe):
         (``eval_n``) does not apply: the caption set is fixed, so figures compare across runs."""
         from gankit.metrics.attributes import caption_accuracy
 
-        res = caption_accuracy(self, modules, seed=seed)
-        div = res.pop("diversity")
-        return {**res, "positions_covered": div["positions_covered"], "sizes_covered": div["sizes_covered"],
-                "open_positions": div["per_caption"]["positions_covered_mean"],
-                "open_sizes": div["per_caption"]["sizes_covered_mean"]}
+        return eval_record(caption_accuracy(self, modules, seed=seed))
 
     @torch.no_grad()
     def generate_from_embeddings(self, modules: dict[str, Any], z: Tensor, emb: Tensor) -> Tensor:

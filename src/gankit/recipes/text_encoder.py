@@ -121,7 +121,12 @@ def with_shuffled_words(captions: list[list[str]], copies: int, seed: int) -> li
 
 def pick_caption(ctx: StepContext, n_caps: Tensor) -> Tensor:
     """One random caption index per item (B,), drawn from the training noise stream."""
-    return (ctx.rand(n_caps.shape[0]) * n_caps).long().clamp_(max=n_caps - 1)
+    return caption_index(ctx.rand(n_caps.shape[0]), n_caps)
+
+
+def caption_index(u: Tensor, n_caps: Tensor) -> Tensor:
+    """Uniform draws ``u`` in [0, 1) (B,) -> caption indices (B,) below each item's ``n_caps``."""
+    return (u.to(n_caps.device) * n_caps).long().clamp_(max=n_caps - 1)
 
 
 class TextEncoderRecipe(Recipe):
