@@ -54,7 +54,9 @@ def diversity_lines(d: dict, label: str) -> list[str]:
     return [f"diversity ({label}), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
             f"sizes {d['size_share']}",
             f"per caption ({pc['captions']} open captions x {pc['n']} samples): {pc['positions_covered_mean']:.2f} "
-            f"of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average"]
+            f"of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average, size balance "
+            f"{pc['size_balance_mean']:.3f} (1 = half small; ~0.87 by noise alone), drawn small: "
+            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items())]
 
 
 def main() -> None:

@@ -12,6 +12,13 @@ value's training captions, which is what G and D compare. Prints accuracy per at
 shape (circle, square, triangle); and the median cosine between training captions of two images
 with the same four attributes, or differing in one only (what ``wrong_max_sim`` separates).
 
+``--pairs``: also, for each encoder, how often the matching-aware D's hard wrong caption and the
+contrastive term's negatives in fact describe the image (all of the caption's stated attributes
+are the image's), over 300 random training minibatches of 64 with one random caption each, as in
+a text2image step, for both ``describes`` rules (``gankit.recipes.text2image.caption_similarity``)
+and three thresholds; split by image size for the wrong captions, since a rule that errs more
+for one size teaches G that size is wrong for captions that leave it open.
+
 ``--train N ...`` trains ``gankit train text-encoder --data shapes --size 32 --steps N`` with the
 defaults (seed 0) into ``--out``/steps-N first, 2 threads, and prints its wall time.
 """
@@ -30,6 +37,7 @@ import torch.nn.functional as F
 
 from gankit import load
 from gankit.data import shapes
+from gankit.recipes.text2image import caption_similarity, hard_wrong
 from gankit.text import embed_texts
 
 ATTRS = ("colour", "shape", "size", "background")
@@ -65,11 +73,55 @@ def probe(folder: str) -> dict[str, float]:
     return out
 
 
+def pair_errors(folder: str, batches: int = 300, batch: int = 64) -> list[str]:
+    """Table lines: false wrong captions and false contrastive negatives per rule and threshold."""
+    model = load(folder)
+    T, max_chars = model.recipe.modules["T"].eval(), model.recipe.cfg.max_chars
+    _, attrs, caps = shapes.generate(32, 0)
+    N, K = len(caps), shapes.CAPTIONS_PER_IMAGE
+    emb = embed_texts(T, [c for cs in caps for c in cs], max_chars).view(N, K, -1)
+    cols = list(shapes.ATTRIBUTES)
+    stated = torch.full((N, K, len(cols)), -1)  # value index each caption states, -1 where it leaves it open
+    for i, cs in enumerate(caps):
+        for k, c in enumerate(cs):
+            for a, v in shapes.parse_caption(c).items():
+                stated[i, k, cols.index(a)] = shapes.ATTRIBUTES[a].index(v)
+    n_caps = torch.full((batch,), K)
+    gen = torch.Generator().manual_seed(0)
+    rules = [(rule, th) for rule in ("caption", "image") for th in (0.75, 0.8, 0.85)]
+    # per rule: false wrong (small images), small images, false wrong (large), large images,
+    # fitting captions left as negatives, fitting pairs, non-fitting pairs kept out, non-fitting pairs
+    count = {r: torch.zeros(8) for r in rules}
+    for _ in range(batches):
+        idx = torch.randperm(N, generator=gen)[:batch]
+        k = torch.randint(K, (batch,), generator=gen)
+        right, said, a = emb[idx, k], stated[idx, k], attrs[idx]
+        fits = ((said[None] == -1) | (said[None] == a[:, None])).all(-1)  # (B, B): caption j fits image i
+        off = ~torch.eye(batch, dtype=torch.bool)
+        small = a[:, cols.index("size")] == 0
+        for rule, th in rules:
+            sim = caption_similarity(right) if rule == "caption" else caption_similarity(right, emb[idx], n_caps)
+            w = hard_wrong(torch.arange(batch)[:, None].float(), sim, th)[:, 0].long()  # each image's wrong caption
+            false_wrong = fits[torch.arange(batch), w]
+            neg = (sim < th) & off
+            count[(rule, th)] += torch.tensor([
+                false_wrong[small].sum(), small.sum(), false_wrong[~small].sum(), (~small).sum(),
+                (neg & fits).sum(), (fits & off).sum(), (~neg & off & ~fits).sum(), (off & ~fits).sum()]).double()
+    lines = [f"{'describes':10s} {'threshold':>9s} {'false wrong: small / large images':>34s} "
+             f"{'fitting captions left as negatives':>35s} {'true negatives dropped':>23s}"]
+    for rule, th in rules:
+        c = count[(rule, th)]
+        lines.append(f"{rule:10s} {th:9.2f} {100 * c[0] / c[1]:15.1f}% / {100 * c[2] / c[3]:5.1f}% "
+                     f"{100 * c[4] / c[5]:34.1f}% {100 * c[6] / c[7]:22.1f}%")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="*", help="text-encoder run directories or exports")
     p.add_argument("--train", nargs="*", type=int, default=[], metavar="STEPS", help="train encoders of these steps")
     p.add_argument("--out", default="runs/bench-text-encoder")
+    p.add_argument("--pairs", action="store_true", help="also measure false wrong captions and negatives")
     a = p.parse_args()
     runs = list(a.runs)
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
@@ -89,6 +141,8 @@ def main() -> None:
         print(f"{run:40s} " + " ".join(f"{100 * v:8.1f}%" for v in vals), flush=True)
         print(f"{'':40s} median cosine of two images' captions: same attributes {r['cos_same']:.2f}; differing only "
               "in " + ", ".join(f"{a} {r[f'cos_{a}']:.2f}" for a in ATTRS), flush=True)
+        if a.pairs:
+            print("\n".join(pair_errors(run)), flush=True)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def test_caption_accuracy_oracle_vs_caption_blind(quick_classifier):
     assert d["colour_acc"] > 0.9 and d["positions_covered"] >= 3 and d["sizes_covered"] == 2
     pc = d["per_caption"]
     assert pc["captions"] == 54 and pc["positions_covered_mean"] >= 4.5 and pc["sizes_covered_mean"] >= 1.9, pc
+    assert pc["size_balance_mean"] > 0.75 and all(0.35 < v < 0.65 for v in pc["small_share"].values()), pc
 
 
 def test_per_caption_spread_sees_a_generator_that_ignores_z(quick_classifier):
@@ -87,6 +88,7 @@ def test_per_caption_spread_sees_a_generator_that_ignores_z(quick_classifier):
     pc = res["diversity"]["per_caption"]
     assert res["colour_acc"] > 0.9 and pc["n"] == 20
     assert pc["positions_covered_mean"] <= 1.25 and pc["sizes_covered_mean"] <= 1.25, pc  # 1 and 1, bar misreads
+    assert pc["size_balance_mean"] < 0.15, pc  # one size per caption
 
 
 def test_eval_every_logs_caption_accuracy_and_keeps_the_best(quick_classifier, tmp_path):

@@ -183,15 +183,46 @@ def test_matching_aware_loss_closed_form():
 
 
 def test_hard_wrong_caption_is_the_nearest_other_below_the_threshold():
-    from gankit.recipes.text2image import hard_wrong
+    from gankit.recipes.text2image import caption_similarity, hard_wrong
 
     e = torch.tensor([[1.0, 0.0], [0.99, 0.14], [0.6, 0.8], [0.0, 1.0]])  # cos(0,1) ~ .99, cos(0,2) = .6
-    out = hard_wrong(e, max_sim=0.95)
+    sim = caption_similarity(e)
+    out = hard_wrong(e, sim, max_sim=0.95)
     assert torch.equal(out[0], e[2])  # row 1 is a near-duplicate (> .95): the next most similar is row 2
     assert torch.equal(out[3], e[2])  # cos(3,2) = .8 beats cos(3,1) ~ .14
-    assert torch.equal(hard_wrong(e, max_sim=1.1)[0], e[1])  # no threshold: the nearest other row
+    assert torch.equal(hard_wrong(e, sim, max_sim=1.1)[0], e[1])  # no threshold: the nearest other row
     near = torch.tensor([[1.0, 0.0], [1.0, 0.01], [1.0, 0.02]])  # all near-duplicates: the next row, never itself
-    assert torch.equal(hard_wrong(near, 0.5), near[[1, 2, 0]])
+    assert torch.equal(hard_wrong(near, caption_similarity(near), 0.5), near[[1, 2, 0]])
+
+
+def test_caption_similarity_to_an_image_is_to_the_nearest_of_its_captions():
+    """describes=image: caption j is judged against every caption of image i (padding ignored), so
+    a caption that leaves an attribute open cannot become a wrong caption or a contrastive negative
+    for an image whose other caption matches it, however far it is from the drawn one."""
+    from gankit.recipes.text2image import caption_similarity, hard_wrong
+
+    torch.manual_seed(0)
+    caps = torch.randn(4, 3, 8)  # (B, K, E)
+    n = torch.tensor([3, 2, 1, 3])
+    caps[2, 1:] = 100.0  # padding beyond n_caps must not count
+    right = caps[torch.arange(4), torch.tensor([0, 1, 0, 2])]  # the drawn caption of each image
+    sim = caption_similarity(right, caps, n)
+    c = torch.nn.functional.normalize(caps, dim=2)
+    r = torch.nn.functional.normalize(right, dim=1)
+    naive = torch.tensor([[max(float(c[i, k] @ r[j]) for k in range(int(n[i]))) for j in range(4)] for i in range(4)])
+    assert torch.allclose(sim, naive, atol=1e-6)
+    assert torch.allclose(sim.diagonal(), torch.ones(4), atol=1e-6)
+    assert torch.allclose(caption_similarity(right), r @ r.T)
+
+    # image 0 is drawn with an open caption; image 1's caption is a near-copy of image 0's *other* caption
+    caps = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[0.05, 1.0, 0.0], [0.0, 0.0, 0.0]],
+                         [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])
+    n = torch.tensor([2, 1, 1])
+    right = caps[:, 0]
+    by_caption, by_image = caption_similarity(right), caption_similarity(right, caps, n)
+    assert by_caption[0, 1] < 0.1 and by_image[0, 1] > 0.99
+    assert torch.equal(hard_wrong(right, by_caption, 0.9)[0], right[1])  # the drawn caption alone: a false wrong
+    assert torch.equal(hard_wrong(right, by_image, 0.9)[0], right[2])  # never image 1's caption, which describes it
 
 
 def test_projection_term_adds_text_image_inner_product():

@@ -502,7 +502,9 @@ def _eval_captions(a: argparse.Namespace, model, seed: int) -> int:  # noqa: ANN
           f"colour {d['colour_acc']:.3f}, shape {d['shape_acc']:.3f}")
     pc = d["per_caption"]
     print(f"per caption ({pc['captions']} captions leaving size and position open, {pc['n']} samples each): "
-          f"{pc['positions_covered_mean']:.2f} of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average")
+          f"{pc['positions_covered_mean']:.2f} of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average; "
+          f"size balance {pc['size_balance_mean']:.3f} (1 = half small), drawn small: "
+          + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items()))
     p = res["protocol"]
     clf = ", ".join(f"{k} {v:.3f}" for k, v in p["classifier_held_out_accuracy"].items())
     print(f"protocol: {p['captions']} captions in held-out templates, one image each; classifier {p['classifier']} "

@@ -158,7 +158,12 @@ def open_caption_spread(recipe: Any, modules: dict[str, nn.Module], clf: Attribu
     """Per-caption diversity: for the diversity template's caption of every colour, shape and
     background (54 captions, size and position left open), ``n`` samples each; the mean number of
     positions (of 5) and sizes (of 2) that at least 5 % of a caption's samples show. A generator
-    that ignores z scores 1 and 1, however varied its images are across captions."""
+    that ignores z scores 1 and 1, however varied its images are across captions.
+
+    Covering a size with 5 % of the samples is not drawing both: ``size_balance_mean`` is the mean
+    over captions of 2·min(share small, share large), 1 for half and half (the data's split), 0 for
+    one size only; with 40 samples per caption, binomial noise alone puts a generator that draws
+    each size with probability ½ at about 0.87. ``small_share`` is the share drawn small per shape."""
     from gankit.data import shapes
 
     cols = list(shapes.ATTRIBUTES)
@@ -175,8 +180,12 @@ def open_caption_spread(recipe: Any, modules: dict[str, nn.Module], clf: Attribu
         counts = F.one_hot(p[:, :, cols.index(a)], k).sum(1)  # (54, k)
         return round(float((counts >= 0.05 * n).sum(1).double().mean()), 3)
 
+    small = (p[:, :, cols.index("size")] == shapes.ATTRIBUTES["size"].index("small")).double().mean(1)  # (54,)
+    shape_of = torch.tensor([shapes.SHAPES.index(a["shape"]) for a in combos])
     return {"captions": len(combos), "n": n, "template": shapes.DIVERSITY_TEMPLATE,
-            "positions_covered_mean": covered("position"), "sizes_covered_mean": covered("size")}
+            "positions_covered_mean": covered("position"), "sizes_covered_mean": covered("size"),
+            "size_balance_mean": round(float((2 * torch.minimum(small, 1 - small)).mean()), 3),
+            "small_share": {s: round(float(small[shape_of == i].mean()), 3) for i, s in enumerate(shapes.SHAPES)}}
 
 
 def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, repeats: int = 2,
