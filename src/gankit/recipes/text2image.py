@@ -101,7 +101,7 @@ Captions that leave the size open are drawn at sizes *between* the data's two
 area in the middle third between the real small and large medians, where no real object lies, and
 per shape the attribute classifier splits them unevenly (squares 89 % small, circles 24 %). The
 same holds without GAN-INT (``variant=cls``), without G's contrastive term and under either
-``describes`` rule, so none of them is the cause. The likeliest reading, not tested: G reads size
+``describes`` rule, and with D learning twice as fast (``lr_d=1e-3``), so none of them is the cause. The likeliest reading, not tested: G reads size
 from the caption embedding as a continuous quantity, and an open caption lies between the sized
 ones; D does not reject the in-between sizes strongly enough for G to use z to choose one.
 - ``ms_space=features``: the mode-seeking distance is taken between D's 4x4 image features of
