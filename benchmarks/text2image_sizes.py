@@ -14,6 +14,10 @@ A generator that follows the data draws open captions half small and half large,
 areas near each real median and none in the medium band. Prints, per shape: the medians of the
 three caption kinds, the share of open-caption samples below the midpoint between the real sizes,
 the share in the medium band, and a 12-bin histogram of the open-caption areas.
+
+``--interpolate``: also feed G embeddings between the plain "small" and "large" captions,
+(1-β)·φ(small) + β·φ(large), and print the median area and medium share at each β: a G that reads
+size as a continuous quantity grows the object gradually, one that picks a size jumps.
 """
 
 from __future__ import annotations
@@ -76,14 +80,39 @@ def report(run: str, n: int, seed: int) -> list[str]:
     return lines
 
 
+def interpolation(run: str, n: int, seed: int) -> list[str]:
+    model = load(run)
+    r, mods = model.recipe, model.recipe.modules
+    ref = real_medians(r.spec.shape[-1])
+    gen = torch.Generator().manual_seed(seed)
+    bgs = [b for _ in shapes.COLOURS for b in shapes.BACKGROUNDS]
+    lines = [f"{run}: between the small and large captions' embeddings, {n} samples x 18 captions per β"]
+    for s in shapes.SHAPES:
+        emb = {z: r.embed(mods, [shapes.caption({"colour": c, "shape": s, "background": b, "size": z})
+                                 for c in shapes.COLOURS for b in shapes.BACKGROUNDS]) for z in ("small", "large")}
+        lo, hi = ref[(s, "small")], ref[(s, "large")]
+        cells = []
+        for beta in (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0):
+            e = ((1 - beta) * emb["small"] + beta * emb["large"]).repeat_interleave(n, 0)  # (18 n, E)
+            z = torch.randn(len(e), r.cfg.z_dim, generator=gen)
+            a = areas(r.generate_from_embeddings(mods, z, e).cpu(), [b for b in bgs for _ in range(n)])
+            medium = (a > lo + (hi - lo) / 3) & (a < hi - (hi - lo) / 3)
+            cells.append(f"β {beta:.1f}: {a.median():.3f} ({float(medium.float().mean()):.0%} medium)")
+        lines.append(f"  {s:9s} " + ", ".join(cells))
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="text2image run directories or exports")
     p.add_argument("--n", type=int, default=30, help="samples per caption (default 30)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interpolate", action="store_true", help="also areas between the small and large captions")
     a = p.parse_args()
     for run in a.runs:
         print("\n".join(report(run, a.n, a.seed)), flush=True)
+        if a.interpolate:
+            print("\n".join(interpolation(run, 20, a.seed)), flush=True)
 
 
 if __name__ == "__main__":
