@@ -23,19 +23,17 @@ size as a continuous quantity grows the object gradually, one that picks a size 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import torch
 
 from gankit import load
 from gankit.data import shapes
 
-BACKGROUND_RGB = {"black": (0, 0, 0), "gray": (128, 128, 128), "white": (255, 255, 255)}
-
-
 def areas(images: torch.Tensor, backgrounds: list[str]) -> torch.Tensor:
     """(N,) share of pixels off the background colour; ``images`` float [-1, 1] or uint8 (N, 3, H, W)."""
     x = images.float() if images.dtype == torch.uint8 else images.clamp(-1, 1).add(1).mul(127.5)
-    bg = torch.tensor([BACKGROUND_RGB[b] for b in backgrounds], dtype=torch.float)[:, :, None, None]
+    bg = torch.tensor([shapes.BACKGROUNDS[b] for b in backgrounds], dtype=torch.float)[:, :, None, None]
     return ((x - bg).abs().amax(1) > 60).float().mean((1, 2))
 
 
@@ -48,23 +46,24 @@ def real_medians(side: int) -> dict[tuple[str, str], float]:
             for i, s in enumerate(shapes.SHAPES) for j, z in enumerate(shapes.ATTRIBUTES["size"])}
 
 
-def report(run: str, n: int, seed: int) -> list[str]:
-    model = load(run)
-    r = model.recipe
-    side = r.spec.shape[-1]
-    ref = real_medians(side)
+def captions(shape: str, template: str, **extra: str) -> tuple[list[str], list[str]]:
+    """One caption per colour and background (18) for ``shape``, and each caption's background."""
+    combos = [(c, b) for c in shapes.COLOURS for b in shapes.BACKGROUNDS]
+    return ([shapes.caption({"colour": c, "shape": shape, "background": b, **extra}, template) for c, b in combos],
+            [b for _, b in combos])
+
+
+def report(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, seed: int) -> list[str]:
+    """Areas for the small, large and open captions of each shape (``r``: the run's loaded recipe)."""
     gen = torch.Generator().manual_seed(seed)
-    lines = [f"{run}: {side} px, {n} samples per caption, 18 captions per shape and kind"]
+    lines = [f"{run}: {r.spec.shape[-1]} px, {n} samples per caption, 18 captions per shape and kind"]
     for s in shapes.SHAPES:
         out = {}
         for kind, template, extra in (("small", shapes.PLAIN_TEMPLATE, {"size": "small"}),
                                       ("large", shapes.PLAIN_TEMPLATE, {"size": "large"}),
                                       ("open", shapes.DIVERSITY_TEMPLATE, {})):
-            caps, bgs = [], []
-            for c in shapes.COLOURS:
-                for b in shapes.BACKGROUNDS:
-                    caps += [shapes.caption({"colour": c, "shape": s, "background": b, **extra}, template)] * n
-                    bgs += [b] * n
+            caps, bgs = captions(s, template, **extra)
+            caps, bgs = [c for c in caps for _ in range(n)], [b for b in bgs for _ in range(n)]
             z = torch.randn(len(caps), r.cfg.z_dim, generator=gen)
             imgs = torch.cat([r.generate(r.modules, r.inputs_for(caps[i : i + 500], z[i : i + 500])).cpu()
                               for i in range(0, len(caps), 500)])
@@ -80,16 +79,14 @@ def report(run: str, n: int, seed: int) -> list[str]:
     return lines
 
 
-def interpolation(run: str, n: int, seed: int) -> list[str]:
-    model = load(run)
-    r, mods = model.recipe, model.recipe.modules
-    ref = real_medians(r.spec.shape[-1])
+def interpolation(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, seed: int) -> list[str]:
+    """Areas for embeddings between each shape's small and large plain captions."""
+    mods = r.modules
     gen = torch.Generator().manual_seed(seed)
-    bgs = [b for _ in shapes.COLOURS for b in shapes.BACKGROUNDS]
     lines = [f"{run}: between the small and large captions' embeddings, {n} samples x 18 captions per β"]
     for s in shapes.SHAPES:
-        emb = {z: r.embed(mods, [shapes.caption({"colour": c, "shape": s, "background": b, "size": z})
-                                 for c in shapes.COLOURS for b in shapes.BACKGROUNDS]) for z in ("small", "large")}
+        emb = {z: r.embed(mods, captions(s, shapes.PLAIN_TEMPLATE, size=z)[0]) for z in ("small", "large")}
+        bgs = captions(s, shapes.PLAIN_TEMPLATE, size="small")[1]
         lo, hi = ref[(s, "small")], ref[(s, "large")]
         cells = []
         for beta in (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0):
@@ -109,10 +106,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interpolate", action="store_true", help="also areas between the small and large captions")
     a = p.parse_args()
+    refs: dict[int, dict[tuple[str, str], float]] = {}
     for run in a.runs:
-        print("\n".join(report(run, a.n, a.seed)), flush=True)
+        r = load(run).recipe
+        side = r.spec.shape[-1]
+        if side not in refs:  # real images drawn and measured once per side
+            refs[side] = real_medians(side)
+        ref = refs[side]
+        print("\n".join(report(run, r, ref, a.n, a.seed)), flush=True)
         if a.interpolate:
-            print("\n".join(interpolation(run, 20, a.seed)), flush=True)
+            print("\n".join(interpolation(run, r, ref, 20, a.seed)), flush=True)
 
 
 if __name__ == "__main__":
