@@ -97,13 +97,16 @@ D's side, three off-paper defaults (each ``--set ...=false`` / ``wrong=random`` 
   ``describes=caption`` gives the previous rule.
 
 Captions that leave the size open are drawn at sizes *between* the data's two
-(``benchmarks/text2image_sizes.py``): at 3,000 steps, 25-35 % of open-caption objects have an
-area in the middle third between the real small and large medians, where no real object lies, and
-per shape the attribute classifier splits them unevenly (squares 89 % small, circles 24 %). The
-same holds without GAN-INT (``variant=cls``), without G's contrastive term and under either
-``describes`` rule, and with D learning twice as fast (``lr_d=1e-3``), so none of them is the cause. The likeliest reading, not tested: G reads size
-from the caption embedding as a continuous quantity, and an open caption lies between the sized
-ones; D does not reject the in-between sizes strongly enough for G to use z to choose one.
+(``benchmarks/text2image_sizes.py``): at 3,000 steps with the defaults, 24-34 % of open-caption
+objects have an area in the middle third between the real small and large medians, where no real
+object lies, and per shape the attribute classifier splits them unevenly (squares 89 % small,
+circles 24 %). The same holds without GAN-INT (``variant=cls``), without G's contrastive term,
+under either ``describes`` rule and with D learning twice as fast (``lr_d=1e-3``), so none of
+them is the cause. The likeliest reading: G reads size from the caption embedding as a
+continuous quantity, an open caption lies between the sized ones, and D does not reject the
+in-between sizes strongly enough for G to use z to choose one. The first part is measured
+(``text2image_sizes.py RUN --interpolate``): between the small and large captions' embeddings
+G grows the object gradually, not in a jump.
 - ``ms_space=features``: the mode-seeking distance is taken between D's 4x4 image features of
   the two images (``mode_seeking_term``), not pixels. With the contrastive term, D's features
   read the caption so well that G drew one image per caption: 200 samples of one open caption
