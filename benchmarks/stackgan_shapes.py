@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 BUDGET_MINUTES = 20.0
-DEFAULT_MINUTES = 14.5  # training; the text encoder (~3.3 min), data and final exports take the rest
+DEFAULT_MINUTES = 14.5  # training; the text encoder, data and final exports take the rest
 ATTRS = ("colour", "shape", "size", "background", "all")
 
 
