@@ -107,7 +107,7 @@ continuous quantity, an open caption lies between the sized ones, and D does not
 in-between sizes strongly enough for G to use z to choose one. The first part is measured
 (``text2image_sizes.py RUN --interpolate``): between the small and large captions' embeddings
 G grows the object gradually, not in a jump.
-Three more probes on that run and two remedies, none of which removes the in-between sizes
+Two more probes on that run and two remedies, none of which removes the in-between sizes
 (3,000 steps, one seed; medium share for circles / squares / triangles, defaults 34/24/32 %):
 
 - D does not single them out. D's logit (last checkpoint) for open-caption circles it scored by
@@ -198,7 +198,7 @@ class TextGANSettings:
     con_max_sim: float = 0.75  # contrastive: caption-image pairs more similar than this are not negatives
     describes: Literal["image", "caption"] = "image"  # similarity of caption j to image i: to the nearest of its captions, or to the drawn one
     encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
-    encoder_steps: int = 4000  # steps of the encoder trained by encoder=auto (at lr 2e-3; 4.5 min on a slow 2-core machine, see text_encoder)
+    encoder_steps: int = 4000  # steps of the encoder trained by encoder=auto (at its lr 2e-3; see text_encoder)
     encoder_overrides: tuple[str, ...] = ()  # text-encoder settings for encoder=auto, e.g. emb_dim=128
 
     def validate_text(self) -> None:

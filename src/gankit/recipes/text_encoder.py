@@ -38,12 +38,13 @@ with the current code (``gankit train text-encoder --data shapes --size 32 --ste
     4,000, 1e-3      96.5%   89.1%  67.2%    0.94 / 0.62
     4,000, 2e-3      96.8%   98.8%  96.9%    0.86 / 0.54   (default)
 
-so twice the learning rate gives in 4,000 steps what 1e-3 needs 6,000 for, and pulls captions of
-different shapes further apart. The thresholds text2image tuned on the 6,000-step encoder hold:
-``text_encoder_probe.py --pairs`` finds 5.2% / 5.0% of wrong captions fitting small / large images
-(6,000 steps: 5.0% / 3.8%) and 4.1% of fitting pairs left as contrastive negatives (3.2%). On a machine 1.5x slower than the one above, 4,000 steps took 4.5
-minutes. ``stackgan``'s 20-minute check with it passed there (19.8 minutes, Stage-II colour 94.0%, shape
-90.6%; see the README).
+so twice the learning rate gives in 4,000 steps nearly what 1e-3 needs 6,000 for, and pulls
+captions of different shapes further apart. The thresholds text2image tuned on the 6,000-step
+encoder hold: ``text_encoder_probe.py --pairs`` finds 5.2% / 5.0% of wrong captions fitting small /
+large images (6,000 steps: 5.0% / 3.8%) and 4.1% of fitting pairs left as contrastive negatives
+(3.2%). On a machine at 0.58x the speed of the one above, 4,000 steps took 4.5 minutes, and
+``stackgan``'s 20-minute check with this encoder passed there (19.8 minutes, Stage-II colour 94.0%,
+shape 90.6%; see the README).
 
 ``gankit train text-encoder --data shapes|PATH`` trains one; ``text2image`` trains one itself
 when none is given. Its export holds ``T`` (text) and ``V`` (image); ``text2image`` uses ``T``
