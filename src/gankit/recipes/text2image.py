@@ -95,6 +95,11 @@ D's side, three off-paper defaults (each ``--set ...=false`` / ``wrong=random`` 
   3.2 %, at the cost of keeping 6.3 % of true negatives out (2.9 % before). 3,000 steps, one seed:
   shape 0.920 against 0.893, size balance of open captions 0.465 against 0.435.
   ``describes=caption`` gives the previous rule.
+- ``ms_space=features``: the mode-seeking distance is taken between D's 4x4 image features of
+  the two images (``mode_seeking_term``), not pixels. With the contrastive term, D's features
+  read the caption so well that G drew one image per caption: 200 samples of one open caption
+  spread over 4-5 positions without the term and over 2 with it, while the pixel term was met by
+  speckle and background noise. In D's features only what D tells apart counts as different.
 
 Captions that leave the size open are drawn at sizes *between* the data's two
 (``benchmarks/text2image_sizes.py``): at 3,000 steps with the defaults, 24-34 % of open-caption
@@ -121,11 +126,6 @@ Two more probes on that run and two remedies, none of which removes the in-betwe
 - A discrete latent component (G also gets one_hot(argmax z[:10]), a mixture-of-Gaussians
   latent in the spirit of DeLiGAN, Gurumurthy et al. 2017; trial code not kept): 34/30/35 %,
   balance 0.572, shape 0.910.
-- ``ms_space=features``: the mode-seeking distance is taken between D's 4x4 image features of
-  the two images (``mode_seeking_term``), not pixels. With the contrastive term, D's features
-  read the caption so well that G drew one image per caption: 200 samples of one open caption
-  spread over 4-5 positions without the term and over 2 with it, while the pixel term was met by
-  speckle and background noise. In D's features only what D tells apart counts as different.
 
 Measured on the 6,000-step encoder, 3,000 steps, one seed (``gankit train text2image --data
 shapes --steps 3000 --eval-every 1000 --set ...``; spread: positions of 5 and sizes of 2 covered
