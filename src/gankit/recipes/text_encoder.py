@@ -42,7 +42,8 @@ so twice the learning rate gives in 4,000 steps nearly what 1e-3 needs 6,000 for
 captions of different shapes further apart. The thresholds text2image tuned on the 6,000-step
 encoder hold: ``text_encoder_probe.py --pairs`` finds 5.2% / 5.0% of wrong captions fitting small /
 large images (6,000 steps: 5.0% / 3.8%) and 4.1% of fitting pairs left as contrastive negatives
-(3.2%). On a machine at 0.58x the speed of the one above, 4,000 steps took 4.5 minutes, and
+(3.2%). On a machine at 0.58x the speed of the one above, 4,000 steps took 3.7-4.7 minutes over
+four runs, and
 ``stackgan``'s 20-minute check with this encoder passed there (19.8 minutes, Stage-II colour 94.0%,
 shape 90.6%; see the README).
 
