@@ -42,6 +42,22 @@ def test_validation():
     DCGANConfig(label_smoothing=0.1).validate()
 
 
+def test_dcgan_two_time_scales():
+    import torch
+
+    from gankit.recipes.base import DataSpec
+    from gankit.recipes.dcgan import DCGANRecipe
+
+    spec = DataSpec("image", (1, 16, 16), None, {})
+    for lr_d, want_d in ((None, 1e-3), (4e-3, 4e-3)):
+        recipe = DCGANRecipe(DCGANConfig(lr=1e-3, lr_d=lr_d, size=16, width=4), spec)
+        recipe.build(torch.device("cpu"))
+        assert recipe.optimizers["G"].param_groups[0]["lr"] == 1e-3
+        assert recipe.optimizers["D"].param_groups[0]["lr"] == want_d
+    with pytest.raises(UsageError, match="lr_d must be > 0 \\(or unset to use lr\\), got 0.0"):
+        DCGANConfig(lr_d=0.0).validate()
+
+
 def test_contrastive_settings_validation():
     from gankit.recipes.stackgan import StackGANConfig
     from gankit.recipes.text2image import Text2ImageConfig
