@@ -54,7 +54,7 @@ def test_dcgan_two_time_scales():
         recipe.build(torch.device("cpu"))
         assert recipe.optimizers["G"].param_groups[0]["lr"] == 1e-3
         assert recipe.optimizers["D"].param_groups[0]["lr"] == want_d
-    with pytest.raises(UsageError, match="lr_d must be > 0 \\(or unset to use lr\\), got 0.0"):
+    with pytest.raises(UsageError, match="lr_d must be > 0, or none to use lr, got 0.0"):
         DCGANConfig(lr_d=0.0).validate()
 
 
