@@ -54,8 +54,11 @@ def test_dcgan_two_time_scales():
         recipe.build(torch.device("cpu"))
         assert recipe.optimizers["G"].param_groups[0]["lr"] == 1e-3
         assert recipe.optimizers["D"].param_groups[0]["lr"] == want_d
-    with pytest.raises(UsageError, match="lr_d must be > 0, or none to use lr, got 0.0"):
-        DCGANConfig(lr_d=0.0).validate()
+    from gankit.recipes.text2image import Text2ImageConfig
+
+    for Config in (DCGANConfig, Text2ImageConfig):  # one check, in validate_common
+        with pytest.raises(UsageError, match="lr_d must be > 0, or none to use lr, got 0.0"):
+            Config(lr_d=0.0).validate()
 
 
 def test_contrastive_settings_validation():

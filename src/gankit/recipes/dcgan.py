@@ -85,8 +85,6 @@ class DCGANConfig:
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "width", "k", "batch"))
-        if self.lr_d is not None and not self.lr_d > 0:
-            raise UsageError(f"lr_d must be > 0, or none to use lr, got {self.lr_d}")
         if self.standing_stats < 0:
             raise UsageError(f"standing_stats must be 0 (off) or a number of batches, got {self.standing_stats}")
         if self.size is not None and (self.size < 16 or self.size & (self.size - 1)):

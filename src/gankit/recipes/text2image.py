@@ -246,8 +246,6 @@ class Text2ImageConfig(TextGANSettings):
             raise UsageError(f"lambda_ms must be >= 0, got {self.lambda_ms}")
         if self.r1_gamma < 0:
             raise UsageError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
-        if self.lr_d is not None and not self.lr_d > 0:
-            raise UsageError(f"lr_d must be > 0 (or unset to use lr), got {self.lr_d}")
         if self.size < 16 or self.size & (self.size - 1):
             raise UsageError(f"size must be a power of two >= 16 for text2image, got {self.size}")
         if not 0 <= self.beta <= 1:
