@@ -2,18 +2,25 @@
 
 The textbook loop is the pytorch/examples DCGAN recipe on the *same* G and D classes: sigmoid +
 BCELoss, D on real and fake in separate backward passes, then the G step through D (which also
-computes D's unused weight gradients). gankit runs its real engine (sampler, step context,
+computes D's unused weight gradients), with ``nn.ConvTranspose2d`` as G's first layer where gankit
+uses ``ProjectZ`` (timed alone at the end). gankit runs its real engine (sampler, step context,
 non-finite checks, logging accumulators) with ``loss=non_saturating`` (the same objective).
 
 gankit's engine keeps conv weights and batches channels-last (NHWC, ``channels_last=true``, the
 default); a third contender runs the engine with ``channels_last=false`` (PyTorch's default NCHW
 layout) and the ratio of the two is printed. The textbook loop stays NCHW, as pytorch/examples.
 
+All contenders use the same widths for G and D (``--width``). With
+``--width-d N`` a fourth contender runs the engine with D at width N (``--set width_d=N``; the
+DCGAN default on MNIST is 16) and its speed-up over the same-width engine is printed.
+
 Blocks of steps alternate (textbook, gankit, gankit NCHW, textbook, ...) so machine noise hits
-all; the median img/s of each and the ratios are printed.
+all; the median img/s of each and the ratios are printed. Last, G's first layer (a 4x4
+transposed convolution of a 1x1 input) is timed forward + backward as ``nn.ConvTranspose2d`` and
+as gankit's ``ProjectZ`` (the same map as one matrix product), alternating, medians printed.
 
     python benchmarks/throughput.py                 # DCGAN-64: width 64, batch 64, 3x64x64
-    python benchmarks/throughput.py --size 32 --channels 1 --blocks 3
+    python benchmarks/throughput.py --size 32 --channels 1 --width 32 --width-d 16 --steps 20
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from torch import nn
 from gankit.config import TrainConfig
 from gankit.data.dataset import Dataset
 from gankit.engine.loop import Engine
-from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, ProjectZ, dcgan_init_, num_stages
 from gankit.recipes.base import DataSpec
 from gankit.recipes.dcgan import DCGANConfig, DCGANRecipe
 
@@ -37,6 +44,7 @@ def textbook(x: torch.Tensor, cfg: DCGANConfig, size: int, channels: int):
     """pytorch/examples/dcgan/main.py's loop, reduced to its arithmetic."""
     torch.manual_seed(0)
     G, D = DCGANGenerator(cfg.z_dim, channels, size, cfg.width), DCGANDiscriminator(channels, size, cfg.width)
+    G.net[0] = nn.ConvTranspose2d(cfg.z_dim, G.net[0].out_channels, 4, 1, 0, bias=False)  # the reference's layer
     dcgan_init_(G)
     dcgan_init_(D)
     crit = nn.BCELoss()
@@ -75,16 +83,33 @@ def gankit_engine(x: torch.Tensor, cfg: DCGANConfig, channels_last: bool = True)
     return run
 
 
+def first_layer(z_dim: int, ch: int, batch: int, blocks: int) -> tuple[float, float]:
+    """Median ms of forward + backward of G's first layer: nn.ConvTranspose2d vs ProjectZ."""
+    torch.manual_seed(0)
+    ref = nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False).to(memory_format=torch.channels_last)
+    fast = ProjectZ(z_dim, ch, 4, 1, 0, bias=False).to(memory_format=torch.channels_last)
+    z = torch.randn(batch, z_dim, 1, 1, requires_grad=True)
+    times: dict[nn.Module, list[float]] = {ref: [], fast: []}
+    for i in range(blocks * 10 + 4):
+        for m in (ref, fast):
+            t = time.perf_counter()
+            m(z).backward(torch.ones(batch, ch, 4, 4))
+            if i >= 4:  # the first calls build oneDNN primitives
+                times[m].append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times[ref]), statistics.median(times[fast])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--channels", type=int, default=3)
     ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--width-d", type=int, default=None, help="also run the engine with D at this width")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=8, help="steps per timed block")
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks per contender")
     a = ap.parse_args()
-    cfg = DCGANConfig(width=a.width, batch=a.batch, size=a.size)
+    cfg = DCGANConfig(width=a.width, width_d=a.width, batch=a.batch, size=a.size)
     x = torch.randint(0, 256, (1024, a.channels, a.size, a.size), dtype=torch.uint8)
     tb_step = textbook(x, cfg, a.size, a.channels)
     gk_run = gankit_engine(x, cfg)
@@ -94,7 +119,10 @@ def main() -> None:
         for i in range(n):
             tb_step(i)
 
-    contenders = (("textbook", tb_run), ("gankit", gk_run), ("gankit_nchw", nchw_run))
+    contenders = [("textbook", tb_run), ("gankit", gk_run), ("gankit_nchw", nchw_run)]
+    if a.width_d:
+        narrow = DCGANConfig(width=a.width, width_d=a.width_d, batch=a.batch, size=a.size)
+        contenders.append(("gankit_narrow_d", gankit_engine(x, narrow)))
     for _, run in contenders:  # warm-up: allocator, oneDNN primitive caches
         run(2)
     rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
@@ -111,6 +139,14 @@ def main() -> None:
     print(f"  gankit, NCHW   {nchw:8.1f} img/s   (blocks: {', '.join(f'{r:.0f}' for r in rates['gankit_nchw'])};"
           " --set channels_last=false)")
     print(f"  ratio gankit / textbook = {gk / tb:.3f}   channels_last / NCHW = {gk / nchw:.3f}")
+    if a.width_d:
+        nd = statistics.median(rates["gankit_narrow_d"])
+        print(f"  gankit, width_d {a.width_d:<3d}{nd:8.1f} img/s   (blocks: "
+              f"{', '.join(f'{r:.0f}' for r in rates['gankit_narrow_d'])}); ratio to width_d {a.width} = {nd / gk:.3f}")
+    ch = a.width * 2 ** (num_stages(a.size) - 1)
+    conv_ms, proj_ms = first_layer(cfg.z_dim, ch, a.batch, a.blocks)
+    print(f"  G's first layer ({cfg.z_dim} -> {ch}x4x4, forward + backward): ConvTranspose2d {conv_ms:.2f} ms, "
+          f"ProjectZ {proj_ms:.2f} ms, ratio {conv_ms / proj_ms:.2f}")
 
 
 if __name__ == "__main__":

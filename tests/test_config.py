@@ -61,6 +61,23 @@ def test_dcgan_two_time_scales():
             Config(lr_d=0.0).validate()
 
 
+def test_dcgan_discriminator_width():
+    import torch
+
+    from gankit.recipes.base import DataSpec
+    from gankit.recipes.dcgan import DCGANRecipe
+
+    spec = DataSpec("image", (1, 16, 16), None, {})
+    for width_d, want in ((None, 8), (4, 4)):
+        recipe = DCGANRecipe(DCGANConfig(size=16, width=8, width_d=width_d), spec)
+        recipe.build(torch.device("cpu"))
+        first_d = next(m for m in recipe.modules["D"].modules() if isinstance(m, torch.nn.Conv2d))
+        last_g = [m for m in recipe.modules["G"].modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+        assert (first_d.out_channels, last_g.in_channels) == (want, 8)  # width_d moves D only
+    with pytest.raises(UsageError, match="width_d must be a positive integer, or none to use width, got 0"):
+        DCGANConfig(width_d=0).validate()
+
+
 def test_contrastive_settings_validation():
     from gankit.recipes.stackgan import StackGANConfig
     from gankit.recipes.text2image import Text2ImageConfig

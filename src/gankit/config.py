@@ -179,8 +179,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build ``cls`` from a saved dict, type-checking every value; unknown keys are refused."""
+    """Build ``cls`` from a saved dict, type-checking every value; unknown keys are refused.
+
+    A key the saved dict lacks takes ``cls.absent_means[key]`` if the class declares one: the
+    value that reproduces runs saved before the key existed, where its default is a change
+    (DCGAN's ``width_d``: an old export's D is as wide as G). Otherwise the class default.
+    """
     cfg = cls()
+    for key, val in getattr(cls, "absent_means", {}).items():
+        if key not in values:
+            setattr(cfg, key, val)
     for key, val in values.items():
         set_value([cfg], key, val)
     return cfg

@@ -8,6 +8,9 @@ For an image of side S (a power of two >= 16) there are log2(S/4) up/down-sampli
 widest layer has ``width * 2**(stages-1)`` channels at 4x4 (S=64, width=64: 512 channels as in
 the paper's Fig. 1; S=32: 256).
 
+G's first layer (a 4x4 transposed convolution of the 1x1 noise input) is computed as the matrix
+product it is (``ProjectZ``): same parameter, same result, faster on CPU.
+
 Options (not in the paper, off by default): ``d_norm`` "none"/"layer" for losses whose gradient
 penalty is per sample (WGAN-GP) and for spectrally normalised D (Miyato et al. 2018,
 arXiv:1802.05957), where BN in D is customarily dropped.
@@ -38,6 +41,18 @@ def _norm(kind: str, ch: int) -> nn.Module:
     return nn.Identity()
 
 
+class ProjectZ(nn.ConvTranspose2d):
+    """G's first layer, ``ConvTranspose2d(z_dim, ch, 4, 1, 0)`` of a 1x1 input, computed as the one
+    matrix product it is: (B, z_dim) @ (z_dim, 4*4*ch). Same parameter, same result; 3x faster
+    (forward + backward) than oneDNN's deconvolution on 2 CPU cores, see ``benchmarks/throughput.py``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, z_dim, 1, 1) -> (B, ch, 4, 4)
+        w = self.weight  # (z_dim, ch, 4, 4); (z_dim, 4, 4, ch) is contiguous when channels-last
+        y = x.flatten(1) @ w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)  # (B, 4*4*ch)
+        return y.view(-1, 4, 4, w.shape[1]).permute(0, 3, 1, 2)  # NHWC memory, NCHW view
+
+
 class DCGANGenerator(nn.Module):
     """z (B, z_dim) -> image (B, C, S, S) in [-1, 1]."""
 
@@ -46,7 +61,7 @@ class DCGANGenerator(nn.Module):
         stages = num_stages(size)
         ch = width * 2 ** (stages - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False),  # (B, ch, 4, 4)
+            ProjectZ(z_dim, ch, 4, 1, 0, bias=False),  # (B, ch, 4, 4)
             nn.BatchNorm2d(ch),
             nn.ReLU(True),
         ]

@@ -1,0 +1,69 @@
+"""Model building blocks whose fast paths must equal the layers they stand for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, ProjectZ
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_project_z_is_the_transposed_convolution(channels_last):
+    torch.manual_seed(0)
+    fast = ProjectZ(5, 3, 4, 1, 0, bias=False)
+    ref = nn.ConvTranspose2d(5, 3, 4, 1, 0, bias=False)
+    ref.load_state_dict(fast.state_dict())  # same parameter name and shape (old checkpoints load)
+    if channels_last:
+        fast.to(memory_format=torch.channels_last)
+    z = torch.randn(7, 5, 1, 1)
+    z_fast, z_ref = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    y_fast, y_ref = fast(z_fast), ref(z_ref)
+    assert y_fast.shape == y_ref.shape == (7, 3, 4, 4)
+    torch.testing.assert_close(y_fast, y_ref)
+    g = torch.randn_like(y_ref)  # a non-uniform upstream gradient: checks the (C, kh, kw) order
+    y_fast.backward(g)
+    y_ref.backward(g)
+    torch.testing.assert_close(z_fast.grad, z_ref.grad)
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad)
+
+
+def test_generator_keeps_its_parameter_names():
+    keys = set(DCGANGenerator(8, 1, 16, 4).state_dict())
+    assert "net.0.weight" in keys and keys == set(_plain_generator(8, 1, 16, 4).state_dict())
+
+
+def _plain_generator(z_dim, channels, size, width):
+    G = DCGANGenerator(z_dim, channels, size, width)
+    old = G.net[0]
+    G.net[0] = nn.ConvTranspose2d(old.in_channels, old.out_channels, 4, 1, 0, bias=False)
+    return G
+
+
+def test_discriminator_width_sets_first_layer_and_doubles():
+    D = DCGANDiscriminator(1, 32, 16)
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 64, 1]
+
+
+def test_export_saved_before_width_d_and_lr_d_loads_as_trained(tmp_path):
+    """An export from before ``width_d``/``lr_d`` existed has D as wide as G; it must still load."""
+    from gankit import export
+    from gankit.config import from_dict, to_dict
+    from gankit.recipes.base import DataSpec
+    from gankit.recipes.dcgan import DCGANConfig, DCGANRecipe
+
+    spec = DataSpec("image", (1, 16, 16), None, {})
+    old = DCGANRecipe(DCGANConfig(size=16, width=8, width_d=None, lr_d=None), spec)
+    old.build(torch.device("cpu"))
+    hparams = {k: v for k, v in to_dict(old.cfg).items() if k not in ("width_d", "lr_d")}  # as saved then
+    export.write(tmp_path, recipe="dcgan", hparams=hparams, spec=spec.to_dict(), modules=old.modules, meta={})
+    model = export.load(tmp_path)
+    assert (model.recipe.cfg.width_d, model.recipe.cfg.lr_d) == (None, None)
+    for name, module in old.modules.items():
+        for key, value in module.state_dict().items():
+            torch.testing.assert_close(model.recipe.modules[name].state_dict()[key], value)
+    # a config that names the keys keeps them; one that lacks them does not take today's defaults
+    assert from_dict(DCGANConfig, {"width_d": 16, "lr_d": 0.01}).width_d == 16
+    assert DCGANConfig().width_d == 16 and from_dict(DCGANConfig, {}).width_d is None
