@@ -147,7 +147,8 @@ class DCGANRecipe(GANRecipe):
         if H != W:
             raise UsageError(f"dcgan needs square images, got {H}x{W}")
         G = DCGANGenerator(c.z_dim, C, H, c.width)
-        D = DCGANDiscriminator(C, H, c.width if c.width_d is None else c.width_d, norm=c.resolved_d_norm, spectral_norm=c.spectral_norm)
+        ndf = c.width if c.width_d is None else c.width_d
+        D = DCGANDiscriminator(C, H, ndf, norm=c.resolved_d_norm, spectral_norm=c.spectral_norm)
         dcgan_init_(G)
         dcgan_init_(D)
         self.modules = {"G": G.to(device), "D": D.to(device)}
