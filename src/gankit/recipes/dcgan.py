@@ -36,12 +36,12 @@ README has the full table:
   two thirds of a step's arithmetic (forward and backward on real and fake for the D step, and on
   fake for the G step, against G's one forward and backward), so a step is 1.5-1.7x faster
   (``benchmarks/throughput.py --width-d 16``). Per step D16 learns a little less; at the same
-  wall time it is as good or slightly better. Measured at fixed step counts in the ratio of the
+  wall time it is as good on a fast machine and better on a slow one. Measured at fixed step counts in the ratio of the
   two speeds, IS / fid_lenet, seeds 0 / 1 / 2:
 
       width_d  steps                                      seed 0        seed 1        seed 2
-      32       1,800 (3 min on a machine at ~0.45x)       7.67 / 7.5    7.57 / 8.0
-      16       2,800                                      7.71 / 5.9    7.64 / 7.2
+      32       1,800 (3 min on a machine at ~0.45x)       7.67 / 7.5    7.57 / 8.0    7.41 / 10.0
+      16       2,800                                      7.71 / 5.9    7.64 / 7.2    7.70 / 6.7
       32       4,500 (3 min on the README's machine)      8.07 / 5.9    7.95 / 4.2    7.85 / 4.4
       16       7,000                                      8.07 / 3.5    7.87 / 5.9    7.93 / 4.7
       32       3,000 (same steps)                         7.89 / 4.5    7.90 / 4.9
