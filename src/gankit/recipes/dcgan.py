@@ -36,8 +36,8 @@ README has the full table:
   two thirds of a step's arithmetic (forward and backward on real and fake for the D step, and on
   fake for the G step, against G's one forward and backward), so a step is 1.5-1.7x faster
   (``benchmarks/throughput.py --width-d 16``). Per step D16 learns a little less; at the same
-  wall time it is as good on a fast machine and better on a slow one. Measured at fixed step counts in the ratio of the
-  two speeds, IS / fid_lenet, seeds 0 / 1 / 2:
+  wall time it is as good on a fast machine and better on a slow one. Measured at fixed step
+  counts in the ratio of the two speeds, IS / fid_lenet, seeds 0 / 1 / 2:
 
       width_d  steps                                      seed 0        seed 1        seed 2
       32       1,800 (3 min on a machine at ~0.45x)       7.67 / 7.5    7.57 / 8.0    7.41 / 10.0
