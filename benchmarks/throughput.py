@@ -19,14 +19,22 @@ all; the median img/s of each and the ratios are printed. Last, G's first layer 
 transposed convolution of a 1x1 input) is timed forward + backward as ``nn.ConvTranspose2d`` and
 as gankit's ``ProjectZ`` (the same map as one matrix product), alternating, medians printed.
 
+``--text2image`` instead times the text2image recipe's full step (GAN-INT-CLS with the defaults'
+contrastive and mode-seeking terms) on the built-in ``shapes`` at its default 32 px: D as wide as
+G against D at ``--width-d`` (default 16, the recipe's default), alternating blocks. The text
+encoder is a 2-step throwaway in a temporary cache: its weights do not change the step's cost.
+
     python benchmarks/throughput.py                 # DCGAN-64: width 64, batch 64, 3x64x64
     python benchmarks/throughput.py --size 32 --channels 1 --width 32 --width-d 16 --steps 20
+    python benchmarks/throughput.py --text2image --width 32 --width-d 16 --steps 10
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 
 import torch
@@ -83,6 +91,58 @@ def gankit_engine(x: torch.Tensor, cfg: DCGANConfig, channels_last: bool = True)
     return run
 
 
+def text2image_engines(width: int, width_ds: list[int], batch: int) -> list:
+    """The text2image recipe's engine on shapes, as ``gankit train text2image`` builds it, once per D width."""
+    import copy
+
+    from gankit.train import load_data, resolve
+
+    runs, ds = [], None
+    for width_d in width_ds:
+        sets = [f"width={width}", f"width_d={width_d}", f"batch={batch}", "encoder_steps=2",
+                "sample_every=100000", "standing_stats=0", "progress=false", "log_every=50"]
+        cls, hp, tcfg = resolve("text2image", data="shapes", overrides=sets, steps=1)
+        ds = ds or load_data(tcfg.data, cls, hp, tcfg)  # the data and its embeddings do not depend on D
+        data = copy.copy(ds)
+        eng = Engine(cls(hp, DataSpec.from_dataset(data)), data, tcfg, {})
+
+        def run(n: int, eng: Engine = eng) -> None:
+            eng.tcfg.steps = eng.step + n
+            eng.fit(None)
+
+        runs.append(run)
+    return runs
+
+
+def alternate(contenders: list, steps: int, blocks: int, batch: int) -> dict[str, list[float]]:
+    """img/s of each block, contenders' blocks interleaved so machine noise hits all alike."""
+    for _, run in contenders:  # warm-up: allocator, oneDNN primitive caches
+        run(2)
+    rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    for _ in range(blocks):
+        for name, run in contenders:
+            t = time.perf_counter()
+            run(steps)
+            rates[name].append(steps * batch / (time.perf_counter() - t))
+    return rates
+
+
+def text2image_main(a: argparse.Namespace) -> None:
+    width_d = a.width_d or 16
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["GANKIT_CACHE"] = cache  # the throwaway encoder and embeddings go here
+        wide, narrow = text2image_engines(a.width, [a.width, width_d], a.batch)
+        contenders = [(f"width_d {a.width}", wide), (f"width_d {width_d}", narrow)]
+        rates = alternate(contenders, a.steps, a.blocks, a.batch)
+    print(f"text2image on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} threads, "
+          f"{a.blocks} blocks x {a.steps} steps each")
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    for name, r in rates.items():
+        print(f"  {name:<12s}{med[name]:8.1f} img/s   (blocks: {', '.join(f'{x:.0f}' for x in r)})")
+    wide, narrow = (med[name] for name, _ in contenders)
+    print(f"  ratio width_d {width_d} / width_d {a.width} = {narrow / wide:.3f}")
+
+
 def first_layer(z_dim: int, ch: int, batch: int, blocks: int) -> tuple[float, float]:
     """Median ms of forward + backward of G's first layer: nn.ConvTranspose2d vs ProjectZ."""
     torch.manual_seed(0)
@@ -108,7 +168,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=8, help="steps per timed block")
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks per contender")
+    ap.add_argument("--text2image", action="store_true", help="time text2image's step, D at --width vs --width-d")
     a = ap.parse_args()
+    if a.text2image:
+        return text2image_main(a)
     cfg = DCGANConfig(width=a.width, width_d=a.width, batch=a.batch, size=a.size)
     x = torch.randint(0, 256, (1024, a.channels, a.size, a.size), dtype=torch.uint8)
     tb_step = textbook(x, cfg, a.size, a.channels)
@@ -123,14 +186,7 @@ def main() -> None:
     if a.width_d:
         narrow = DCGANConfig(width=a.width, width_d=a.width_d, batch=a.batch, size=a.size)
         contenders.append(("gankit_narrow_d", gankit_engine(x, narrow)))
-    for _, run in contenders:  # warm-up: allocator, oneDNN primitive caches
-        run(2)
-    rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
-    for _ in range(a.blocks):
-        for name, run in contenders:
-            t = time.perf_counter()
-            run(a.steps)
-            rates[name].append(a.steps * a.batch / (time.perf_counter() - t))
+    rates = alternate(contenders, a.steps, a.blocks, a.batch)
     tb, gk, nchw = (statistics.median(rates[k]) for k in ("textbook", "gankit", "gankit_nchw"))
     print(f"DCGAN-{a.size} width {a.width} batch {a.batch}, {a.channels} channels, {torch.get_num_threads()} threads, "
           f"{a.blocks} blocks x {a.steps} steps each")

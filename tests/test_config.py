@@ -61,21 +61,34 @@ def test_dcgan_two_time_scales():
             Config(lr_d=0.0).validate()
 
 
-def test_dcgan_discriminator_width():
+@pytest.mark.parametrize("name", ["dcgan", "text2image"])
+def test_discriminator_width(name):
+    """width_d (ndf) sets D's first layer and leaves G's last hidden layer at width; a run saved
+    before width_d existed (no key) gets D as wide as G, not today's default."""
     import torch
+    from torch import nn
 
+    from gankit.config import from_dict
     from gankit.recipes.base import DataSpec
     from gankit.recipes.dcgan import DCGANRecipe
+    from gankit.recipes.text2image import Text2ImageConfig, Text2ImageRecipe
 
-    spec = DataSpec("image", (1, 16, 16), None, {})
+    if name == "dcgan":
+        Recipe, Config, spec = DCGANRecipe, DCGANConfig, DataSpec("image", (1, 16, 16), None, {})
+    else:
+        arch = {"max_chars": 32, "width": 4, "hidden": 4, "emb_dim": 4}
+        Recipe, Config = Text2ImageRecipe, Text2ImageConfig
+        spec = DataSpec("image", (3, 16, 16), None, {"text_encoder": {"arch": arch}})
+    assert Config().width_d == 16 and from_dict(Config, {}).width_d is None
     for width_d, want in ((None, 8), (4, 4)):
-        recipe = DCGANRecipe(DCGANConfig(size=16, width=8, width_d=width_d), spec)
+        recipe = Recipe(Config(size=16, width=8, width_d=width_d, t_dim=4) if name == "text2image"
+                        else Config(size=16, width=8, width_d=width_d), spec)
         recipe.build(torch.device("cpu"))
-        first_d = next(m for m in recipe.modules["D"].modules() if isinstance(m, torch.nn.Conv2d))
-        last_g = [m for m in recipe.modules["G"].modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+        first_d = next(m for m in recipe.modules["D"].modules() if isinstance(m, nn.Conv2d))
+        last_g = [m for m in recipe.modules["G"].modules() if isinstance(m, nn.ConvTranspose2d)][-1]
         assert (first_d.out_channels, last_g.in_channels) == (want, 8)  # width_d moves D only
     with pytest.raises(UsageError, match="width_d must be a positive integer, or none to use width, got 0"):
-        DCGANConfig(width_d=0).validate()
+        Config(width_d=0).validate()
 
 
 def test_contrastive_settings_validation():

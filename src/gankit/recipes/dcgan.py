@@ -107,8 +107,6 @@ class DCGANConfig:
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "width", "k", "batch"))
-        if self.width_d is not None and self.width_d <= 0:
-            raise UsageError(f"width_d must be a positive integer, or none to use width, got {self.width_d}")
         if self.standing_stats < 0:
             raise UsageError(f"standing_stats must be 0 (off) or a number of batches, got {self.standing_stats}")
         if self.size is not None and (self.size < 16 or self.size & (self.size - 1)):

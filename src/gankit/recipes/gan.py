@@ -76,7 +76,7 @@ def validate_label_smoothing(cfg: object) -> None:
 
 
 def validate_common(cfg: object, positive: tuple[str, ...]) -> None:
-    """Checks shared by the GAN-family configs (positive ints, lr and lr_d, Adam betas, EMA decay)."""
+    """Checks shared by the GAN-family configs (positive ints, lr and lr_d, width_d, Adam betas, EMA decay)."""
     for key in positive:
         if getattr(cfg, key) <= 0:
             raise UsageError(f"{key} must be a positive integer, got {getattr(cfg, key)}")
@@ -85,6 +85,9 @@ def validate_common(cfg: object, positive: tuple[str, ...]) -> None:
     lr_d = getattr(cfg, "lr_d", None)  # D's own lr (two time-scale update rule) where a recipe has one
     if lr_d is not None and not lr_d > 0:
         raise UsageError(f"lr_d must be > 0, or none to use lr, got {lr_d}")
+    width_d = getattr(cfg, "width_d", None)  # D's own width (ndf) where a recipe has one
+    if width_d is not None and width_d <= 0:
+        raise UsageError(f"width_d must be a positive integer, or none to use width, got {width_d}")
     if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
         raise UsageError(f"betas must be two numbers in [0, 1), got {','.join(map(str, cfg.betas))}")
     if not 0 < cfg.ema_decay < 1:
