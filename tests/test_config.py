@@ -74,15 +74,15 @@ def test_discriminator_width(name):
     from gankit.recipes.text2image import Text2ImageConfig, Text2ImageRecipe
 
     if name == "dcgan":
-        Recipe, Config, spec = DCGANRecipe, DCGANConfig, DataSpec("image", (1, 16, 16), None, {})
+        Recipe, Config, extra = DCGANRecipe, DCGANConfig, {}
+        spec = DataSpec("image", (1, 16, 16), None, {})
     else:
         arch = {"max_chars": 32, "width": 4, "hidden": 4, "emb_dim": 4}
-        Recipe, Config = Text2ImageRecipe, Text2ImageConfig
+        Recipe, Config, extra = Text2ImageRecipe, Text2ImageConfig, {"t_dim": 4}
         spec = DataSpec("image", (3, 16, 16), None, {"text_encoder": {"arch": arch}})
     assert Config().width_d == 16 and from_dict(Config, {}).width_d is None
     for width_d, want in ((None, 8), (4, 4)):
-        recipe = Recipe(Config(size=16, width=8, width_d=width_d, t_dim=4) if name == "text2image"
-                        else Config(size=16, width=8, width_d=width_d), spec)
+        recipe = Recipe(Config(size=16, width=8, width_d=width_d, **extra), spec)
         recipe.build(torch.device("cpu"))
         first_d = next(m for m in recipe.modules["D"].modules() if isinstance(m, nn.Conv2d))
         last_g = [m for m in recipe.modules["G"].modules() if isinstance(m, nn.ConvTranspose2d)][-1]

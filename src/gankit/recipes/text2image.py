@@ -25,8 +25,8 @@ the paper's input size), ``width`` 32 for G and ``width_d`` 16 for D (the author
 128, ndf 64; see below); text embedding 128-d from gankit's own smaller char-CNN-RNN (paper
 1024-d); one caption per image per step (the authors' code averages four caption embeddings); the
 GAN-INT partner t2 is the minibatch reversed. ``ema=true`` (off-paper, default; Yazıcı et al.
-2019): samples come from an exponential moving average of G's weights. ``lambda_ms=0.1`` (off-paper, default; Mao et al. 2019, MSGAN,
-arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|), the distance taken
+2019): samples come from an exponential moving average of G's weights. ``lambda_ms=0.1``
+(off-paper, default; Mao et al. 2019, MSGAN, arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|), the distance taken
 in D's features by default (``ms_space``, below). Without it, on
 ``shapes`` G ignored z within 1,000 steps (8 latents per caption gave 8 identical images) — the
 conditional mode collapse MSGAN addresses; ``--set lambda_ms=0`` gives the paper's objective.
