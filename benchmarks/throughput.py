@@ -21,7 +21,7 @@ as gankit's ``ProjectZ`` (the same map as one matrix product), alternating, medi
 
 ``--text2image`` instead times the text2image recipe's full step (GAN-INT-CLS with the defaults'
 contrastive and mode-seeking terms) on the built-in ``shapes`` at its default 32 px: D as wide as
-G against D at ``--width-d`` (default 16, the recipe's default), alternating blocks. The text
+G against D at ``--width-d`` (default 16), alternating blocks. The text
 encoder is a 2-step throwaway in a temporary cache: its weights do not change the step's cost.
 
     python benchmarks/throughput.py                 # DCGAN-64: width 64, batch 64, 3x64x64
