@@ -102,7 +102,8 @@ def text2image_engines(width: int, width_ds: list[int], batch: int) -> list:
         sets = [f"width={width}", f"width_d={width_d}", f"batch={batch}", "encoder_steps=2",
                 "sample_every=100000", "standing_stats=0", "progress=false", "log_every=50"]
         cls, hp, tcfg = resolve("text2image", data="shapes", overrides=sets, steps=1)
-        ds = ds or load_data(tcfg.data, cls, hp, tcfg)  # the data and its embeddings do not depend on D
+        if ds is None:  # the data and its embeddings do not depend on D: load once
+            ds = load_data(tcfg.data, cls, hp, tcfg)
         data = copy.copy(ds)
         eng = Engine(cls(hp, DataSpec.from_dataset(data)), data, tcfg, {})
 

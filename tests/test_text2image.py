@@ -18,7 +18,7 @@ from gankit.losses import contrastive_match, d_matching_aware, mode_seeking, sje
 from gankit.models.text_encoder import CharCNNRNN, tokenize
 from gankit.train import train
 
-TINY_T2I = ["width=4", "width_d=4", "t_dim=4", "z_dim=4", "encoder_steps=2", "log_every=1",
+TINY_T2I = ["width=4", "t_dim=4", "z_dim=4", "encoder_steps=2", "log_every=1",
             "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32"]
 
 

@@ -22,12 +22,13 @@ Adam β1 0.5, batch 64, z 100-d, as in the paper; lr 5e-4 (the paper: 2e-4, see 
 
 Deviations, each for a 2-core CPU: images 32x32 by default (paper 64x64; ``--size 64`` gives
 the paper's input size), ``width`` 32 for both nets (the authors' code: ngf 128, ndf 64; a
-half-width D, ``width_d=16``, was measured and not kept, see below); text embedding 128-d from gankit's own smaller char-CNN-RNN (paper
-1024-d); one caption per image per step (the authors' code averages four caption embeddings); the
-GAN-INT partner t2 is the minibatch reversed. ``ema=true`` (off-paper, default; Yazıcı et al.
-2019): samples come from an exponential moving average of G's weights. ``lambda_ms=0.1``
-(off-paper, default; Mao et al. 2019, MSGAN, arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|), the distance taken
-in D's features by default (``ms_space``, below). Without it, on
+half-width D, ``width_d=16``, was measured and not kept, see below); text embedding 128-d from
+gankit's own smaller char-CNN-RNN (paper 1024-d); one caption per image per step (the authors'
+code averages four caption embeddings); the GAN-INT partner t2 is the minibatch reversed.
+``ema=true`` (off-paper, default; Yazıcı et al. 2019): samples come from an exponential moving
+average of G's weights. ``lambda_ms=0.1`` (off-paper, default; Mao et al. 2019, MSGAN,
+arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|), the distance
+taken in D's features by default (``ms_space``, below). Without it, on
 ``shapes`` G ignored z within 1,000 steps (8 latents per caption gave 8 identical images) — the
 conditional mode collapse MSGAN addresses; ``--set lambda_ms=0`` gives the paper's objective.
 
