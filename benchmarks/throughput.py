@@ -24,9 +24,17 @@ contrastive and mode-seeking terms) on the built-in ``shapes`` at its default 32
 G against D at ``--width-d`` (default 16), alternating blocks. The text
 encoder is a 2-step throwaway in a temporary cache: its weights do not change the step's cost.
 
+``--text-encoder`` times the text encoder's training step (``gankit train text-encoder --data
+shapes --size 32``, the one text2image trains first) with gankit's char-CNN-RNN against the same
+network computed as drawn: the one-hot (B, 70, max_chars) input through ``conv1`` over all
+``max_chars`` characters. gankit gathers conv1's weight columns instead and cuts each batch after
+the characters its last valid recurrent step reads; the outputs are the same
+(``tests/test_text2image.py``). Same weights, same engine, alternating blocks.
+
     python benchmarks/throughput.py                 # DCGAN-64: width 64, batch 64, 3x64x64
     python benchmarks/throughput.py --size 32 --channels 1 --width 32 --width-d 16 --steps 20
     python benchmarks/throughput.py --text2image --width 32 --width-d 16 --steps 10
+    python benchmarks/throughput.py --text-encoder --steps 20
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from gankit.config import TrainConfig
 from gankit.data.dataset import Dataset
 from gankit.engine.loop import Engine
 from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, ProjectZ, dcgan_init_, num_stages
+from gankit.models.text_encoder import CharCNNRNN
 from gankit.recipes.base import DataSpec
 from gankit.recipes.dcgan import DCGANConfig, DCGANRecipe
 
@@ -144,6 +153,48 @@ def text2image_main(a: argparse.Namespace) -> None:
     print(f"  ratio width_d {width_d} / width_d {a.width} = {narrow / wide:.3f}")
 
 
+class OneHotCharCNNRNN(CharCNNRNN):
+    """The char-CNN-RNN as drawn (``CharCNNRNN.one_hot_forward``)."""
+
+    forward = CharCNNRNN.one_hot_forward
+
+
+def text_encoder_main(a: argparse.Namespace) -> None:
+    from gankit.recipes.text_encoder import TextEncoderRecipe
+    from gankit.train import load_data, resolve
+
+    class OneHotRecipe(TextEncoderRecipe):
+        def build(self, device: torch.device) -> None:
+            super().build(device)
+            T = OneHotCharCNNRNN(**self.cfg.text_arch()).to(device)
+            T.load_state_dict(self.modules["T"].state_dict())  # the same weights as gankit's
+            self.modules["T"] = T
+            self.optimizers["joint"] = torch.optim.Adam([*T.parameters(), *self.modules["V"].parameters()],
+                                                        lr=self.cfg.lr)
+
+    sets = ["sample_every=100000", "progress=false", "log_every=50"]
+    cls, hp, tcfg = resolve("text-encoder", data="shapes", overrides=sets, steps=1, size=32, batch=a.batch)
+    ds = load_data(tcfg.data, cls, hp, tcfg)
+    runs = {}
+    for name, recipe_cls in (("one-hot conv", OneHotRecipe), ("gankit", TextEncoderRecipe)):
+        torch.manual_seed(0)
+        eng = Engine(recipe_cls(hp, DataSpec.from_dataset(ds)), ds, tcfg, {})
+
+        def run(n: int, eng: Engine = eng) -> None:
+            eng.tcfg.steps = eng.step + n
+            eng.fit(None)
+
+        runs[name] = run
+    contenders = list(runs.items())
+    rates = alternate(contenders, a.steps, a.blocks, a.batch)
+    print(f"text encoder on shapes (32 px, max_chars {hp.max_chars}), batch {a.batch}, {torch.get_num_threads()} "
+          f"threads, {a.blocks} blocks x {a.steps} steps each")
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    for name, r in rates.items():
+        print(f"  {name:<14s}{med[name]:8.1f} img/s   (blocks: {', '.join(f'{x:.0f}' for x in r)})")
+    print(f"  ratio gankit / one-hot conv = {med['gankit'] / med['one-hot conv']:.3f}")
+
+
 def first_layer(z_dim: int, ch: int, batch: int, blocks: int) -> tuple[float, float]:
     """Median ms of forward + backward of G's first layer: nn.ConvTranspose2d vs ProjectZ."""
     torch.manual_seed(0)
@@ -170,9 +221,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="steps per timed block")
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks per contender")
     ap.add_argument("--text2image", action="store_true", help="time text2image's step, D at --width vs --width-d")
+    ap.add_argument("--text-encoder", action="store_true", help="time the text encoder's step against one-hot conv1")
     a = ap.parse_args()
     if a.text2image:
         return text2image_main(a)
+    if a.text_encoder:
+        return text_encoder_main(a)
     cfg = DCGANConfig(width=a.width, width_d=a.width, batch=a.batch, size=a.size)
     x = torch.randint(0, 256, (1024, a.channels, a.size, a.size), dtype=torch.uint8)
     tb_step = textbook(x, cfg, a.size, a.channels)

@@ -268,6 +268,22 @@ def test_tokenizer_and_unseen_captions():
     assert out.shape == (2, 6) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("texts", [["a red circle", "a b"], ["x" * 20, "a small red circle on a black background"],
+                                   ["z" * 90, "z" * 200, "ab é cd"]])
+def test_char_cnn_rnn_equals_one_hot_convolution_over_the_full_length(texts):
+    """The lookup first layer and the cut after the batch's last valid step change no output or
+    gradient: forward equals the encoder computed as drawn, one-hot through conv1 over every character."""
+    torch.manual_seed(0)
+    enc = CharCNNRNN(128, 8, 6, 5)
+    codes = tokenize(texts, 128)
+    got, want = enc(codes), enc.one_hot_forward(codes)
+    assert torch.allclose(got, want, atol=1e-6)
+    g_got = torch.autograd.grad(got.square().sum(), list(enc.parameters()))
+    g_want = torch.autograd.grad(want.square().sum(), list(enc.parameters()))
+    for a, b in zip(g_got, g_want):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_sampler_aligned_tensors_keep_the_plain_draws():
     x = torch.arange(20, dtype=torch.float32)[:, None].expand(20, 2).contiguous()
     plain, paired = BatchSampler(x, 4, seed=1), BatchSampler(x, 4, seed=1, aligned={"id": torch.arange(20)})
