@@ -63,6 +63,33 @@ def test_channels_last_is_a_layout_not_a_different_computation(tmp_path):
                 assert torch.allclose(v, b["modules"][n][k], atol=1e-4, rtol=1e-3), f"{n}.{k}"
 
 
+def test_minutes_budget_counts_data_preparation(tmp_path, monkeypatch, caplog):
+    """--minutes is the invocation's budget: time spent preparing data (text2image trains its text
+    encoder there) is not training time on top of it."""
+    import logging
+    import time
+
+    import gankit.train as gt
+
+    class TwoMinutesAgo:  # train() reads it before and after preparing the data: preparing "took" 2 minutes
+        strftime = staticmethod(time.strftime)
+        calls = 0
+
+        @classmethod
+        def monotonic(cls) -> float:
+            cls.calls += 1
+            return time.monotonic() - (120.0 if cls.calls % 2 else 0.0)
+
+    monkeypatch.setattr(gt, "time", TwoMinutesAgo)
+    common = dict(data="digits", batch=8, overrides=TINY_DCGAN)
+    with caplog.at_level(logging.WARNING, logger="gankit"):
+        res = train("dcgan", out=tmp_path / "spent", minutes=1, **common)
+    assert (res.step, res.reason) == (0, "minutes")
+    assert "no time is left to train" in caplog.text and "--resume --minutes" in caplog.text
+    res = train("dcgan", out=tmp_path / "left", minutes=3, steps=3, **common)  # a minute left: trains on
+    assert (res.step, res.reason) == (3, "steps")
+
+
 def test_resume_refuses_changed_hparams_and_existing_run(tmp_path):
     out = tmp_path / "r"
     train("gan", out=out, steps=2, data="ring8", overrides=["hidden=8", "depth=1", "batch=8"])

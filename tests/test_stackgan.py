@@ -103,6 +103,41 @@ def test_both_stages_in_one_command_split_the_budget_and_resume(tmp_path):
     assert json.loads((run / "export" / "config.json").read_text())["step"] == 5
 
 
+def test_minutes_split_what_preparing_stage1_left(tmp_path, monkeypatch):
+    """--minutes T is the command's: the text encoder Stage-I prepares comes out of it, Stage-I
+    trains for stage1_share of what is left, Stage-II until T is spent. A fake clock on which
+    preparing Stage-I's data takes 120 s; the deadlines train() hands the engine are read off it."""
+    import gankit.train as gt
+
+    class Clock:
+        now = 1000.0
+        strftime = staticmethod(__import__("time").strftime)
+
+        @classmethod
+        def monotonic(cls) -> float:
+            return cls.now
+
+    load_data, fit, deadlines, loads = gt.load_data, Engine.fit, [], []
+
+    def slow_first_load(*a, **kw):
+        loads.append(1)
+        Clock.now += 120.0 if len(loads) == 1 else 0.0  # Stage-I's preparation (its encoder's is inside it)
+        return load_data(*a, **kw)
+
+    def record(self, run, deadline=None):
+        if self.recipe.name == "stackgan":  # not the text encoder's run
+            deadlines.append(deadline)
+        return fit(self, run)  # trains by --steps on the real clock
+
+    monkeypatch.setattr(gt, "time", Clock)
+    monkeypatch.setattr(gt, "load_data", slow_first_load)
+    monkeypatch.setattr(Engine, "fit", record)
+    res = train("stackgan", data="shapes", out=tmp_path / "r", steps=4, minutes=10, overrides=TINY)
+    assert res.step == 3
+    # Stage-I: 0.3 of the 480 s left after 120 s of preparation; Stage-II: until 600 s after the start
+    assert deadlines == [pytest.approx(1120.0 + 0.3 * 480.0), pytest.approx(1600.0)]
+
+
 def test_a_moved_run_resumes_with_its_own_stage1(tmp_path):
     run = tmp_path / "before"
     train("stackgan", data="shapes", out=run, steps=4, overrides=TINY)
@@ -116,10 +151,10 @@ def test_a_moved_run_resumes_with_its_own_stage1(tmp_path):
 def test_resume_while_stage1_is_unfinished(tmp_path, monkeypatch):
     fit = Engine.fit
 
-    def interrupted_stage1(self, run):
+    def interrupted_stage1(self, run, **kw):
         if getattr(self.recipe.cfg, "stage", None) == "1":
             self._stop_requested = True  # as Ctrl-C during Stage-I
-        return fit(self, run)
+        return fit(self, run, **kw)
 
     run = tmp_path / "r"
     with monkeypatch.context() as m:

@@ -25,8 +25,8 @@ examples:
   gankit train dcgan --data mnist --minutes 10 --eval-every 500  # FID curve + best export
   gankit train cyclegan --data mnist2mnistm --minutes 10  # unpaired MNIST -> MNIST-M translation
   gankit train cyclegan --data ~/horse2zebra --size 128 --steps 200000  # ROOT/trainA, trainB[, testA, testB]
-  gankit train text2image --data shapes --minutes 12   # images from captions (trains its text encoder first)
-  gankit train stackgan --data shapes --minutes 16     # Stage-I into RUN/stage1, then Stage-II (4x the side)
+  gankit train text2image --data shapes --minutes 15   # images from captions (its text encoder first, inside the 15)
+  gankit train stackgan --data shapes --minutes 20     # encoder, Stage-I into RUN/stage1, then Stage-II (4x the side)
   torchrun --nproc_per_node=2 -m gankit train dcgan --data mnist --steps 2000
 
 Settings for --set (and --config FILE.yaml) are listed per recipe by `gankit recipes`.
@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="built-in name (see `gankit datasets`) or a path")
     t.add_argument("--out", help="run directory (default: runs/RECIPE-DATA-TIME)")
     t.add_argument("--steps", help="total optimisation steps for the run")
-    t.add_argument("--minutes", help="wall-clock budget for this invocation")
+    t.add_argument("--minutes", help="wall-clock budget for this invocation, data preparation included (e.g. the "
+                                     "text encoder text2image trains first)")
     t.add_argument("--seed", help="random seed (default 0)")
     t.add_argument("--batch", help="minibatch size (recipe default otherwise)")
     t.add_argument("--size", help="image side in pixels (recipe default otherwise)")

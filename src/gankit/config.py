@@ -24,7 +24,7 @@ class TrainConfig:
 
     data: str = ""
     steps: int | None = None  # total optimisation steps for the run (a resumed run continues to it)
-    minutes: float | None = None  # wall-clock budget of this invocation
+    minutes: float | None = None  # wall-clock budget of this invocation, data preparation (a text encoder) included
     seed: int = 0
     channels: int | None = None  # None = the data's native channel count
     log_every: int = 50

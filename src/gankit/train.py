@@ -108,7 +108,7 @@ def train(recipe: str, *, out: str | Path | None = None, resume: bool = False, d
     from gankit.recipes import get_recipe
 
     kwargs = {"out": out, "resume": resume, "data": data, "config_file": config_file, "overrides": list(overrides),
-              **flags}
+              "budget_started": time.monotonic(), **flags}  # --minutes counts from here
     staged = _train_first(get_recipe(recipe), recipe, kwargs)
     if staged is None:
         return _train_one(recipe, **kwargs)
@@ -137,7 +137,8 @@ def _train_first(cls: type, recipe: str, kw: dict[str, Any]) -> Any:
     Returns None when there is none (the caller trains the run as usual), the first run's
     :class:`FitResult` (``run_dir`` = RUN) when it was interrupted, or the keyword arguments of
     :func:`_train_one` for the main run. Budget: the first run gets ``FirstRun.share`` of
-    ``--steps`` / ``--minutes``, the main run the rest. The main run counts its own steps; its
+    ``--steps``, or of the ``--minutes`` left once its data is prepared (StackGAN's text encoder is
+    trained then), the main run the rest. The main run counts its own steps; its
     config.yaml records the first run's (``first_run.steps``), so that ``--resume --steps N``
     keeps N the total of both. ``--resume`` while the first run is unfinished resumes it (with its
     share of the new budget), then starts the main run; once the main run has started, a new
@@ -202,8 +203,11 @@ def _train_first(cls: type, recipe: str, kw: dict[str, Any]) -> Any:
     else:
         sub_kw = {**flags, "resume": False, "overrides": [*kw["overrides"], *first.overrides],
                   "config_file": kw["config_file"]}
+    # --minutes: the first run trains for its share of what is left once its data (and text encoder) is
+    # ready; the main run until the invocation's budget ends
+    clock = {"budget_started": kw["budget_started"], "budget_total": tcfg.minutes}
     res = _train_one(recipe, **{**sub_kw, **budget1, "out": sub, "data": tcfg.data,
-                                "doc_extra": {"first_run_of": main_doc}})
+                                "doc_extra": {"first_run_of": main_doc}, **clock, "budget_share": first.share})
     if res.reason == "interrupted":
         return FitResult(res.step, "interrupted", res.last, out)
     if budget2["steps"] is not None:
@@ -213,21 +217,29 @@ def _train_first(cls: type, recipe: str, kw: dict[str, Any]) -> Any:
     if resume:  # the main run starts now, from the settings saved with its first run
         saved["hparams"] = {**saved["hparams"], first.link: str(sub.resolve())}
         return {"out": out, "resume": False, "data": tcfg.data, "config_file": None, "overrides": kw["overrides"],
-                "settings_doc": saved, "doc_extra": extra, **flags, **budget2}
-    return {**kw, **budget2, "out": out, "overrides": [*kw["overrides"], link], "doc_extra": extra}
+                "settings_doc": saved, "doc_extra": extra, **flags, **budget2, **clock}
+    return {**kw, **budget2, "out": out, "overrides": [*kw["overrides"], link], "doc_extra": extra, **clock}
 
 
 # keyword arguments of _train_one that are not settings
-_NOT_FLAGS = ("out", "resume", "data", "config_file", "overrides", "doc_extra", "settings_doc", "hparams_patch")
+_NOT_FLAGS = ("out", "resume", "data", "config_file", "overrides", "doc_extra", "settings_doc", "hparams_patch",
+              "budget_started", "budget_total", "budget_share")
 
 
 def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = False, data: str | None = None,
                config_file: str | None = None, overrides: tuple[str, ...] | list[str] = (),
                doc_extra: dict[str, Any] | None = None, settings_doc: dict[str, Any] | None = None,
-               hparams_patch: dict[str, Any] | None = None, **flags: Any) -> Any:
+               hparams_patch: dict[str, Any] | None = None, budget_started: float | None = None,
+               budget_total: float | None = None, budget_share: float = 1.0, **flags: Any) -> Any:
     """One run of ``recipe``. ``doc_extra``: more entries for its config.yaml; ``settings_doc``: saved
     settings a new run starts from (as a resumed run does: only budget and cadence may change);
-    ``hparams_patch``: saved settings replaced on resume (a first run's path after a move)."""
+    ``hparams_patch``: saved settings replaced on resume (a first run's path after a move).
+
+    ``--minutes`` is the invocation's: it began at ``budget_started`` (``time.monotonic()``; default
+    just before this run prepares its data, so a text encoder trained then is inside it) and lasts
+    ``budget_total`` minutes (default this run's ``--minutes``). The run trains until that ends, or,
+    a first stage, for ``budget_share`` of what is left once its data is ready.
+    """
     from gankit.engine import checkpoint, dist
     from gankit.engine.loop import Engine
     from gankit.engine.rundir import RunDir
@@ -244,6 +256,8 @@ def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = Fal
         resume_doc["hparams"].update(hparams_patch or {})
     cls, hp, tcfg = resolve(recipe, data=data, config_file=config_file, overrides=overrides,
                             resume_doc=resume_doc if resume_doc is not None else settings_doc, **flags)
+    if budget_started is None:
+        budget_started = time.monotonic()  # --minutes covers data preparation (text2image's text encoder)
     ds = load_data(tcfg.data, cls, hp, tcfg)
     spec = DataSpec.from_dataset(ds)
     doc = {
@@ -281,7 +295,18 @@ def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = Fal
                 run.truncate_metrics(engine.step)
         if run is not None:
             run.write_config(doc)
-        return engine.fit(run)
+        deadline = None
+        if tcfg.minutes is not None:
+            total = tcfg.minutes if budget_total is None else budget_total
+            now = time.monotonic()
+            left = budget_started + total * 60 - now
+            deadline = now + budget_share * left  # a first stage gets its share of what preparing left
+            if left <= 0:
+                log.warning("preparing the data took %.1f min, all of --minutes %g: no time is left to train; "
+                            "continue with --resume --minutes M", (now - budget_started) / 60, total)
+            elif now - budget_started >= 60:
+                log.info("preparing the data took %.1f of the %g minutes", (now - budget_started) / 60, total)
+        return engine.fit(run, deadline=deadline)
     finally:
         if run is not None:
             run.unlock()

@@ -472,8 +472,13 @@ class Engine:
 
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def fit(self, run: RunDir | None) -> FitResult:
-        """Train until the budget is spent; ``run`` (rank 0) receives logs, grids and state."""
+    def fit(self, run: RunDir | None, deadline: float | None = None) -> FitResult:
+        """Train until the budget is spent; ``run`` (rank 0) receives logs, grids and state.
+
+        ``deadline``: the ``time.monotonic()`` at which ``--minutes`` runs out, when the budget
+        began before this call (``gankit.train`` counts data preparation in it); default: the
+        config's minutes from now.
+        """
         self.run = run
         tcfg, main = self.tcfg, self.dist.is_main and self.run is not None
         target = tcfg.steps
@@ -482,7 +487,8 @@ class Engine:
         from tqdm.auto import tqdm
 
         self._t0 = time.monotonic()
-        deadline = self._t0 + tcfg.minutes * 60 if tcfg.minutes else None
+        if deadline is None and tcfg.minutes:
+            deadline = self._t0 + tcfg.minutes * 60
         show_bar = tcfg.progress and self.dist.is_main and sys.stderr.isatty()
         bar = tqdm(total=target, initial=self.step, disable=not show_bar, unit="step", dynamic_ncols=True, leave=True)
         acc: dict[str, Tensor] = {}
