@@ -45,7 +45,22 @@ large images (6,000 steps: 5.0% / 3.8%) and 4.1% of fitting pairs left as contra
 (3.2%). On a machine at 0.58x the speed of the one above, 4,000 steps took 3.7-4.7 minutes over
 four runs, and
 ``stackgan``'s 20-minute check with this encoder passed there (19.8 minutes, Stage-II colour 94.0%,
-shape 90.6%; see the README).
+shape 90.6%; see the README). The char-CNN-RNN's first layer has since been computed as a lookup
+(``gankit.models.text_encoder``; same maths): ``python benchmarks/throughput.py --text-encoder``
+times the step 1.20x faster. 4,000 steps took 251 s with data (``gankit train text-encoder
+--data shapes --size 32 --steps 4000``); inside the 15-minute text2image check, on the same day,
+preparing the data (shapes, this encoder, the captions' embeddings) took 4.6 minutes. Since
+``--minutes`` counts data preparation, the time the encoder saves goes to the GAN.
+
+``image_width`` 32, not 16. Half as wide, the image encoder made the encoder's training faster
+(4,000 steps in 175 s against 251 s with data, one after the other) and the probe read shape
+better (99.7% against
+95.4%, squares 99.0% against 86.1%, seed 0). In the 15-minute text2image check (two seeds, one
+day) it left the GAN more time and raised shape from 80.2% / 80.3% to 88.6% / 89.2%, but G then
+followed stated positions for 20% / 39% of captions (chance: 20%) against 73% / 71%. Position is
+not one of the classes above (captions often leave it open), so the text side learns position
+words only through what the image side happens to carry, and the narrower one stops carrying it.
+Kept at 32 until position has a training signal of its own.
 
 ``gankit train text-encoder --data shapes|PATH`` trains one; ``text2image`` trains one itself
 when none is given. Its export holds ``T`` (text) and ``V`` (image); ``text2image`` uses ``T``
