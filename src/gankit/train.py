@@ -256,8 +256,9 @@ def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = Fal
         resume_doc["hparams"].update(hparams_patch or {})
     cls, hp, tcfg = resolve(recipe, data=data, config_file=config_file, overrides=overrides,
                             resume_doc=resume_doc if resume_doc is not None else settings_doc, **flags)
+    prep_started = time.monotonic()
     if budget_started is None:
-        budget_started = time.monotonic()  # --minutes covers data preparation (text2image's text encoder)
+        budget_started = prep_started  # --minutes covers data preparation (text2image's text encoder)
     ds = load_data(tcfg.data, cls, hp, tcfg)
     spec = DataSpec.from_dataset(ds)
     doc = {
@@ -301,11 +302,12 @@ def _train_one(recipe: str, *, out: str | Path | None = None, resume: bool = Fal
             now = time.monotonic()
             left = budget_started + total * 60 - now
             deadline = now + budget_share * left  # a first stage gets its share of what preparing left
+            prep = (now - prep_started) / 60
             if left <= 0:
-                log.warning("preparing the data took %.1f min, all of --minutes %g: no time is left to train; "
-                            "continue with --resume --minutes M", (now - budget_started) / 60, total)
-            elif now - budget_started >= 60:
-                log.info("preparing the data took %.1f of the %g minutes", (now - budget_started) / 60, total)
+                log.warning("--minutes %g is spent (preparing the data took %.1f min): no time is left to train; "
+                            "continue with --resume --minutes M", total, prep)
+            elif prep >= 1:
+                log.info("preparing the data took %.1f of the %g minutes", prep, total)
         return engine.fit(run, deadline=deadline)
     finally:
         if run is not None:
