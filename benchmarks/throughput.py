@@ -91,13 +91,26 @@ def gankit_engine(x: torch.Tensor, cfg: DCGANConfig, channels_last: bool = True)
     ds = Dataset("bench", "image", x, None, {})
     spec = DataSpec.from_dataset(ds)
     tcfg = TrainConfig(steps=1, progress=False, log_every=50, channels_last=channels_last)
-    eng = Engine(DCGANRecipe(cfg, spec), ds, tcfg, {})
+    return stepper(Engine(DCGANRecipe(cfg, spec), ds, tcfg, {}))
+
+
+def stepper(eng: Engine):
+    """A function that trains ``eng`` for n more steps."""
 
     def run(n: int) -> None:
         eng.tcfg.steps = eng.step + n
         eng.fit(None)
 
     return run
+
+
+def print_rates(header: str, rates: dict[str, list[float]], width: int) -> dict[str, float]:
+    """Print each contender's median img/s and its blocks; return the medians."""
+    print(header)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    for name, r in rates.items():
+        print(f"  {name:<{width}s}{med[name]:8.1f} img/s   (blocks: {', '.join(f'{x:.0f}' for x in r)})")
+    return med
 
 
 def text2image_engines(width: int, width_ds: list[int], batch: int) -> list:
@@ -114,13 +127,7 @@ def text2image_engines(width: int, width_ds: list[int], batch: int) -> list:
         if ds is None:  # the data and its embeddings do not depend on D: load once
             ds = load_data(tcfg.data, cls, hp, tcfg)
         data = copy.copy(ds)
-        eng = Engine(cls(hp, DataSpec.from_dataset(data)), data, tcfg, {})
-
-        def run(n: int, eng: Engine = eng) -> None:
-            eng.tcfg.steps = eng.step + n
-            eng.fit(None)
-
-        runs.append(run)
+        runs.append(stepper(Engine(cls(hp, DataSpec.from_dataset(data)), data, tcfg, {})))
     return runs
 
 
@@ -144,11 +151,8 @@ def text2image_main(a: argparse.Namespace) -> None:
         wide, narrow = text2image_engines(a.width, [a.width, width_d], a.batch)
         contenders = [(f"width_d {a.width}", wide), (f"width_d {width_d}", narrow)]
         rates = alternate(contenders, a.steps, a.blocks, a.batch)
-    print(f"text2image on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} threads, "
-          f"{a.blocks} blocks x {a.steps} steps each")
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    for name, r in rates.items():
-        print(f"  {name:<12s}{med[name]:8.1f} img/s   (blocks: {', '.join(f'{x:.0f}' for x in r)})")
+    med = print_rates(f"text2image on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
+                      f"threads, {a.blocks} blocks x {a.steps} steps each", rates, 12)
     wide, narrow = (med[name] for name, _ in contenders)
     print(f"  ratio width_d {width_d} / width_d {a.width} = {narrow / wide:.3f}")
 
@@ -175,23 +179,13 @@ def text_encoder_main(a: argparse.Namespace) -> None:
     sets = ["sample_every=100000", "progress=false", "log_every=50"]
     cls, hp, tcfg = resolve("text-encoder", data="shapes", overrides=sets, steps=1, size=32, batch=a.batch)
     ds = load_data(tcfg.data, cls, hp, tcfg)
-    runs = {}
+    contenders = []
     for name, recipe_cls in (("one-hot conv", OneHotRecipe), ("gankit", TextEncoderRecipe)):
-        torch.manual_seed(0)
-        eng = Engine(recipe_cls(hp, DataSpec.from_dataset(ds)), ds, tcfg, {})
-
-        def run(n: int, eng: Engine = eng) -> None:
-            eng.tcfg.steps = eng.step + n
-            eng.fit(None)
-
-        runs[name] = run
-    contenders = list(runs.items())
+        torch.manual_seed(0)  # the same initial weights for both
+        contenders.append((name, stepper(Engine(recipe_cls(hp, DataSpec.from_dataset(ds)), ds, tcfg, {}))))
     rates = alternate(contenders, a.steps, a.blocks, a.batch)
-    print(f"text encoder on shapes (32 px, max_chars {hp.max_chars}), batch {a.batch}, {torch.get_num_threads()} "
-          f"threads, {a.blocks} blocks x {a.steps} steps each")
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    for name, r in rates.items():
-        print(f"  {name:<14s}{med[name]:8.1f} img/s   (blocks: {', '.join(f'{x:.0f}' for x in r)})")
+    med = print_rates(f"text encoder on shapes (32 px, max_chars {hp.max_chars}), batch {a.batch}, "
+                      f"{torch.get_num_threads()} threads, {a.blocks} blocks x {a.steps} steps each", rates, 14)
     print(f"  ratio gankit / one-hot conv = {med['gankit'] / med['one-hot conv']:.3f}")
 
 
