@@ -35,11 +35,7 @@ ATTRS = ("colour", "shape", "size", "background", "all")
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from text2image_shapes import diversity_lines, evaluate, gankit  # noqa: E402  (one runner for both checks)
-
-
-def steps_of(run: Path) -> int:
-    return max((json.loads(line).get("step", 0) for line in (run / "metrics.jsonl").read_text().splitlines()), default=0)
+from text2image_shapes import diversity_lines, evaluate, gankit, progress  # noqa: E402  (one runner for both checks)
 
 
 def main() -> None:
@@ -75,7 +71,7 @@ def main() -> None:
         "Stage-I (16 px, its own real set)": {k: res1[f"{k}_acc"] for k in ATTRS} | {"fid_attr": res1["fid_attr"]},
     }
     results = {"minutes": a.minutes, "threads": a.threads, "shortened": shortened, "sets": a.sets, "wall_s": round(wall, 1),
-               "steps": {"stage1": steps_of(run / "stage1"), "stage2": steps_of(run)},
+               "steps": {"stage1": progress(run / "stage1")[0], "stage2": progress(run)[0]},
                "rows": rows, "diversity": res2["diversity"], "protocol": res2["protocol"]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
 

@@ -38,10 +38,11 @@ BUDGET_MINUTES = 15.0
 DEFAULT_MINUTES = 14.5  # gankit train's --minutes: the encoder and the GAN, leaving start-up and export the rest
 
 
-def gan_minutes(run: Path) -> float:
-    """Minutes the GAN of ``run`` trained (the engine's elapsed time in its last log record)."""
-    times = [json.loads(line).get("time", 0.0) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return max(times, default=0.0) / 60
+def progress(run: Path) -> tuple[int, float]:
+    """(steps, minutes) ``run`` trained: the largest step and engine time in its metrics.jsonl."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = max((r.get("step", 0) for r in records), default=0)
+    return steps, max((r.get("time", 0.0) for r in records), default=0.0) / 60
 
 
 def gankit(args: list[str], env: dict[str, str], log: Path) -> float:
@@ -100,15 +101,14 @@ def main() -> None:
             args = ["train", "text2image", "--data", "shapes", "--minutes", f"{minutes:.3f}", "--seed", a.seed,
                     "--out", str(run), "--set", "progress=false", "--set", f"variant={v}"]
             wall = gankit(args, env, out / f"{v}.log")
-        steps = max((json.loads(line).get("step", 0) for line in (run / "metrics.jsonl").read_text().splitlines()),
-                    default=0)
+        steps, minutes = progress(run)
         res = evaluate(run, env)
-        results["runs"][v] = {"wall_s": round(wall, 1), "steps": steps, "gan_minutes": round(gan_minutes(run), 3),
+        results["runs"][v] = {"wall_s": round(wall, 1), "steps": steps, "gan_minutes": round(minutes, 3),
                               **{k: round(val, 4) for k, val in res.items() if k.endswith("_acc")},
                               "diversity": res["diversity"]}
         results["protocol"] = res["protocol"]
-        print(f"{v}: {wall / 60:.1f} min total, {results['runs'][v]['gan_minutes']:.1f} of them GAN, "
-              f"{steps} GAN steps, " + ", ".join(f"{k} {val:.3f}" for k, val in res.items() if k.endswith("_acc")), flush=True)
+        print(f"{v}: {wall / 60:.1f} min total, {minutes:.1f} of them GAN, {steps} GAN steps, "
+              + ", ".join(f"{k} {val:.3f}" for k, val in res.items() if k.endswith("_acc")), flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
 
     main_run = results["runs"]["int_cls"]
