@@ -54,12 +54,12 @@ preparing the data (shapes, this encoder, the captions' embeddings) took 4.6 min
 
 ``image_width`` 32, not 16. Half as wide, the image encoder made the encoder's training faster
 (4,000 steps in 175 s against 251 s with data, one after the other) and the probe read shape
-better (99.7% against
-95.4%, squares 99.0% against 86.1%, seed 0). In the 15-minute text2image check (two seeds, one
-day) it left the GAN more time and raised shape from 80.2% / 80.3% to 88.6% / 89.2%, but G then
-followed stated positions for 20% / 39% of captions (chance: 20%) against 73% / 71%. Position is
-not one of the classes above (captions often leave it open), so the text side learns position
-words only through what the image side happens to carry, and the narrower one stops carrying it.
+better (99.7% against 95.4%, squares 99.0% against 86.1%, seed 0). In the 15-minute text2image
+check (two seeds, one day) it left the GAN more time and raised shape from 80.2% / 80.3% to
+88.6% / 89.2%, but G then followed stated positions for 20% / 39% of captions (chance: 20%)
+against 73% / 71%. Position is not one of the classes above (captions often leave it open), so
+the text side learns position words only through what the image side happens to carry, and the
+narrower one stops carrying it.
 Kept at 32 until position has a training signal of its own.
 
 ``gankit train text-encoder --data shapes|PATH`` trains one; ``text2image`` trains one itself
