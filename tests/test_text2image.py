@@ -14,7 +14,7 @@ from gankit.cli import main
 from gankit.data import load_dataset, shapes
 from gankit.engine.loop import BatchSampler
 from gankit.errors import DataError
-from gankit.losses import contrastive_match, d_matching_aware, mode_seeking, sje_loss
+from gankit.losses import contrastive_match, d_matching_aware, different_class, misdescribes, mode_seeking, sje_loss
 from gankit.models.text_encoder import CharCNNRNN, tokenize
 from gankit.train import train
 
@@ -144,17 +144,62 @@ def test_caption_folder_without_any_usable_caption_is_one_error(tmp_path):
 def test_sje_loss_matches_naive_formula():
     g = torch.Generator().manual_seed(0)
     img, txt = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
-    labels = torch.tensor([0, 1, 1, 2, 3, 3])
+    negative = torch.rand(6, 6, generator=g) < 0.6  # not symmetric: text j may miss image i and not j's text i
+    negative.fill_diagonal_(False)
+    negative[2] = False  # every text describes image 2: it has no negatives (its hinge term is 0)
     total = 0.0
-    for side in (0, 1):
-        for i in range(6):
-            terms = []
-            for j in range(6):
-                if labels[i] != labels[j]:
-                    s_ij = img[i] @ txt[j] if side == 0 else img[j] @ txt[i]
-                    terms.append(max(0.0, 1 + float(s_ij) - float(img[i] @ txt[i])))
-            total += sum(terms) / len(terms) / 6
-    assert abs(float(sje_loss(img, txt, labels)) - total) < 1e-5
+    for i in range(6):  # image i against the texts that do not describe it
+        terms = [max(0.0, 1 + float(img[i] @ txt[j]) - float(img[i] @ txt[i])) for j in range(6) if negative[i, j]]
+        total += (sum(terms) / len(terms) if terms else 0.0) / 6
+    for j in range(6):  # text j against the images it does not describe
+        terms = [max(0.0, 1 + float(img[i] @ txt[j]) - float(img[j] @ txt[j])) for i in range(6) if negative[i, j]]
+        total += (sum(terms) / len(terms) if terms else 0.0) / 6
+    assert abs(float(sje_loss(img, txt, negative)) - total) < 1e-5
+    labels = torch.tensor([0, 1, 1, 2, 3, 3])
+    assert different_class(labels).tolist() == [[int(a) != int(b) for b in labels] for a in labels]
+
+
+def test_misdescribes_only_what_a_caption_states():
+    attrs = torch.tensor([[0, 1, 0, 2, 3], [0, 1, 1, 2, 4], [5, 1, 0, 2, 3]])  # image rows
+    stated = torch.tensor([[0, 1, 0, 2, -1],  # caption 0: size stated, position open
+                           [0, 1, -1, 2, 4],  # caption 1: size open, position stated
+                           [5, -1, -1, -1, -1]])  # caption 2: colour only
+    naive = [[any(int(s) >= 0 and int(s) != int(a) for s, a in zip(stated[j], attrs[i])) for j in range(3)]
+             for i in range(3)]
+    assert misdescribes(stated, attrs).tolist() == naive
+    assert naive == [[False, True, True], [True, False, True], [True, True, False]]
+
+
+def test_stated_attributes_of_shapes_captions_and_their_shuffled_copies():
+    from gankit.recipes.text_encoder import stated_attributes, with_shuffled_words
+
+    _, attrs, caps = shapes.generate(16, 0)
+    attrs, caps = attrs[:200], caps[:200]
+    stated = stated_attributes(caps, 1)  # (200, 10, 5)
+    assert stated.shape == (200, 2 * shapes.CAPTIONS_PER_IMAGE, 5) and stated.dtype == torch.int8
+    assert torch.equal(stated[:, :5], stated[:, 5:])  # a shuffled copy states what its original does
+    for i in range(200):
+        for j, c in enumerate(caps[i]):
+            said = {a: shapes.ATTRIBUTES[a][int(v)] for a, v in zip(shapes.ATTRIBUTES, stated[i, j]) if v >= 0}
+            assert said == {a: v for a, v in shapes.names(attrs[i]).items() if a in said} == shapes.parse_caption(c)
+    assert (stated[..., 4] >= 0).any() and (stated[..., 2] < 0).any()  # some state position, some leave size open
+    # every caption describes its own image; none states a value its image lacks
+    for k in range(10):
+        assert not misdescribes(stated[:, k].long(), attrs).diagonal().any()
+    assert len(with_shuffled_words(caps, 1, 0)[0]) == stated.shape[1]
+
+
+@pytest.mark.parametrize("negatives", ["stated", "class"])
+def test_text_encoder_data_carries_what_its_negatives_need(negatives):
+    from types import SimpleNamespace
+
+    from gankit.recipes.text_encoder import TextEncoderConfig, TextEncoderRecipe
+
+    ds = load_dataset("shapes", size=16, seed=0)
+    cfg = TextEncoderConfig(negatives=negatives)
+    out = TextEncoderRecipe.prepare_data(ds, cfg, SimpleNamespace(eval_every=0, seed=0)).aligned
+    assert out["tokens"].shape[:2] == out["stated" if negatives == "stated" else "tokens"].shape[:2]
+    assert set(out) == ({"tokens", "n_caps", "stated", "attrs"} if negatives == "stated" else {"tokens", "n_caps", "cls"})
 
 
 def test_contrastive_match_matches_naive_formula():
@@ -341,6 +386,8 @@ def test_txt2img_cli_end_to_end_and_errors(tmp_path, capsys):
         (["txt2img", str(run), "日本語", "--out", str(tmp_path / "x.png")], "no character"),
         (["train", "text2image", "--data", "digits", "--steps", "1"], "needs captioned data"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "variant=both"], "expected one of"),
+        (["train", "text-encoder", "--data", "shapes", "--steps", "1", "--set", "negatives=all"],
+         "bad value for negatives: 'all' (expected one of stated, class)"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", f"encoder={tmp_path / 'nope'}"],
          "no such run"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--size", "16", "--set", f"encoder={run}"],

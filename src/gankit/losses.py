@@ -121,22 +121,37 @@ def contrastive_match(img: Tensor, txt: Tensor, exclude: Tensor, tau: float) -> 
     return 0.5 * (F.cross_entropy(s, target) + F.cross_entropy(s.T, target))
 
 
-def sje_loss(img: Tensor, txt: Tensor, labels: Tensor, margin: float = 1.0) -> Tensor:
+def sje_loss(img: Tensor, txt: Tensor, negative: Tensor, margin: float = 1.0) -> Tensor:
     """Symmetric structured joint embedding loss (Reed et al. 2016, arXiv:1605.05395, eq. 3-5),
     over a minibatch: compatibility F(v, t) = θ(v)ᵀφ(t); for each image n, hinge
-    max(0, margin + F(v_n, t_j) - F(v_n, t_n)) averaged over the texts t_j of *other* classes in the
-    batch, and the same for each text against the images of other classes; the two sides are
+    max(0, margin + F(v_n, t_j) - F(v_n, t_n)) averaged over the texts t_j that do not describe it,
+    and for each text n the same against the images it does not describe; the two sides are
     added. (The paper's surrogate takes the max over classes; the authors' code sums the hinges
-    over the minibatch, which trains more smoothly — we average them.) ``img``, ``txt``: (B, E);
-    ``labels``: (B,) class ids (items of one class are not each other's negatives).
+    over the minibatch, which trains more smoothly — we average them.) ``img``, ``txt``: (B, E),
+    text n written for image n; ``negative``: bool (B, B), ``negative[i, j]`` when text j does not
+    describe image i (the paper's: their classes differ, :func:`different_class`).
     """
     s = img @ txt.T  # (B, B): s[i, j] = F(v_i, t_j)
     diag = s.diagonal()
-    neg = (labels[:, None] != labels[None, :]).float()  # (B, B)
-    count = neg.sum(1).clamp(min=1)
-    loss_v = (F.relu(margin + s - diag[:, None]) * neg).sum(1) / count  # image i vs wrong texts
-    loss_t = (F.relu(margin + s.T - diag[:, None]) * neg.T).sum(1) / count  # text i vs wrong images
+    neg = negative.float()
+    loss_v = (F.relu(margin + s - diag[:, None]) * neg).sum(1) / neg.sum(1).clamp(min=1)  # image i vs wrong texts
+    loss_t = (F.relu(margin + s - diag[None, :]) * neg).sum(0) / neg.sum(0).clamp(min=1)  # text j vs wrong images
     return loss_v.mean() + loss_t.mean()
+
+
+def different_class(labels: Tensor) -> Tensor:
+    """bool (B, B): items i and j have different class ``labels`` (B,), so j's text is i's negative."""
+    return labels[:, None] != labels[None, :]
+
+
+def misdescribes(stated: Tensor, attrs: Tensor) -> Tensor:
+    """bool (B, B): text j states an attribute value image i does not have.
+
+    ``stated``: int (B, A), the value index text j states per attribute, -1 where it leaves it open;
+    ``attrs``: int (B, A), image i's values. A text that leaves size open describes both sizes.
+    """
+    said = stated[None, :, :]  # (1, B, A)
+    return ((said >= 0) & (said != attrs[:, None, :])).any(-1)
 
 
 def mode_seeking(fake1: Tensor, fake2: Tensor, z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:

@@ -198,7 +198,7 @@ def _generate(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[li
 
 
 def class_of(attrs: torch.Tensor) -> torch.Tensor:
-    """The text encoder's class: (colour, shape, size, background) -> 0..107 (position is not a class)."""
+    """The text encoder's class for ``negatives=class``: (colour, shape, size, background) -> 0..107."""
     c, s, z, b = attrs[:, 0], attrs[:, 1], attrs[:, 2], attrs[:, 3]
     return ((c * len(SHAPES) + s) * len(SIZES) + z) * len(BACKGROUNDS) + b
 
