@@ -10,7 +10,7 @@ each stated attribute as the value whose centroid is nearest in cosine. A neares
 stricter than a trained linear one: it asks whether captions that state a value land near that
 value's training captions, which is what G and D compare. Prints accuracy per attribute, and per
 shape (circle, square, triangle); and the median cosine between training captions of two images
-with the same four attributes, or differing in one only (what ``wrong_max_sim`` separates).
+with the same five attributes, or differing in one only (what ``wrong_max_sim`` separates).
 
 ``--pairs``: also, for each encoder, how often the matching-aware D's hard wrong caption and the
 contrastive term's negatives in fact describe the image (all of the caption's stated attributes
@@ -40,7 +40,7 @@ from gankit.data import shapes
 from gankit.recipes.text2image import caption_similarity, hard_wrong
 from gankit.text import embed_texts
 
-ATTRS = ("colour", "shape", "size", "background")
+ATTRS = tuple(shapes.ATTRIBUTES)  # colour, shape, size, background, position
 
 
 def probe(folder: str) -> dict[str, float]:
@@ -53,11 +53,11 @@ def probe(folder: str) -> dict[str, float]:
     held, stated = shapes.held_out_captions(combos, seed=1)
     held_emb = F.normalize(embed_texts(T, held, max_chars), dim=1)
     out = {}
-    # cosine between training captions of two images: same four attributes, or differing in one only
+    # cosine between training captions of two images: same five attributes, or differing in one only
     n = 1000
-    e, at = train_emb[: n * shapes.CAPTIONS_PER_IMAGE], train_attrs[: n * shapes.CAPTIONS_PER_IMAGE, :4]
+    e, at = train_emb[: n * shapes.CAPTIONS_PER_IMAGE], train_attrs[: n * shapes.CAPTIONS_PER_IMAGE]
     item = torch.arange(len(e)) // shapes.CAPTIONS_PER_IMAGE
-    sim, diff = e @ e.T, at[:, None, :] != at[None, :, :]  # (N, N), (N, N, 4)
+    sim, diff = e @ e.T, at[:, None, :] != at[None, :, :]  # (N, N), (N, N, 5)
     other = item[:, None] != item[None, :]
     out["cos_same"] = float(sim[other & (diff.sum(-1) == 0)].median())
     for j, a in enumerate(ATTRS):
