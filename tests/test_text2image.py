@@ -412,3 +412,16 @@ def test_shuffled_caption_copies_keep_the_words():
             assert sorted(s.split()) == sorted(orig[j % len(orig)].split())
     assert out == with_shuffled_words(caps, 2, seed=0) and with_shuffled_words(caps, 0, seed=0) == caps
     assert any(s not in orig for orig, items in zip(caps, out) for s in items[len(orig):])  # order changed
+    # invented words: 1 to `fillers` of them, 2-6 letters each, the caption's own words all kept
+    filled = with_shuffled_words(caps, 2, seed=0, fillers=3)
+    counts = set()
+    for orig, items in zip(caps, filled):
+        assert items[: len(orig)] == orig
+        for j, s in enumerate(items[len(orig):]):
+            words, own = s.split(), orig[j % len(orig)].split()
+            for w in own:
+                words.remove(w)
+            assert all(w.isalpha() and w.islower() and 2 <= len(w) <= 6 for w in words), s
+            counts.add(len(words))
+    assert counts <= {1, 2, 3} and len(counts) > 1  # how many varies
+    assert with_shuffled_words(caps, 2, seed=0, fillers=0) == out  # no fillers: the same draws as before
