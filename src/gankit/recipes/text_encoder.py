@@ -34,7 +34,7 @@ templates that put the colour after the shape or late in the sentence), so G cou
 new wordings. Shuffling makes the encoder read which words a caption holds more than where they
 stand; the order it still sees in half the draws keeps multi-word phrases ("snow white").
 
-Invented words (``fillers`` = 2, not in the paper; 0 gives the encoder without them): each shuffled copy also gets 1 to
+Invented words (``fillers`` = 2, not in the paper; 0: none): each shuffled copy also gets 1 to
 ``fillers`` words of 2-6 random letters at random places. Held-out templates bring words the
 encoder never saw ("sits", "picture", "over"), and its reading of squares among them swung with
 the seed (below: 19-98%). With ``fillers=2`` (4,000 steps, class negatives; ``text_encoder_probe``):
@@ -54,16 +54,15 @@ with the current code (``gankit train text-encoder --data shapes --size 32 --ste
     steps, lr        colour  shape  squares  median cosine: same attributes / shape differs
     6,000, 1e-3      92.4%   99.7%  99.0%    0.90 / 0.64
     4,000, 1e-3      96.5%   89.1%  67.2%    0.94 / 0.62
-    4,000, 2e-3      96.8%   98.8%  96.9%    0.86 / 0.54   (default)
+    4,000, 2e-3      96.8%   98.8%  96.9%    0.86 / 0.54   (the default then)
 
 so twice the learning rate gives in 4,000 steps nearly what 1e-3 needs 6,000 for, and pulls
 captions of different shapes further apart. The thresholds text2image tuned on the 6,000-step
 encoder hold: ``text_encoder_probe.py --pairs`` finds 5.2% / 5.0% of wrong captions fitting small /
 large images (6,000 steps: 5.0% / 3.8%) and 4.1% of fitting pairs left as contrastive negatives
 (3.2%). On a machine at 0.58x the speed of the one above, 4,000 steps took 3.7-4.7 minutes over
-four runs, and
-``stackgan``'s 20-minute check with this encoder passed there (19.8 minutes, Stage-II colour 94.0%,
-shape 90.6%; see the README). The char-CNN-RNN's first layer has since been computed as a lookup
+four runs, and ``stackgan``'s 20-minute check with this (class-negative, filler-free) encoder
+passed there (19.8 minutes, Stage-II colour 94.0%, shape 90.6%; see the README). The char-CNN-RNN's first layer has since been computed as a lookup
 (``gankit.models.text_encoder``; same maths): ``python benchmarks/throughput.py --text-encoder``
 times the step 1.20x faster. 4,000 steps took 251 s with data (``gankit train text-encoder
 --data shapes --size 32 --steps 4000``); inside the 15-minute text2image check, on the same day,
@@ -79,16 +78,16 @@ against 73% / 71%: with class negatives the text side learns position words only
 the image side happens to carry, and the narrower one stops carrying it (the probe: position
 20.9% against 88.4%).
 
-``negatives=stated`` with ``fillers=2`` (the defaults since 2026-12-02). ``stated`` alone trains the
-better encoder but did not lift the GAN's shape. Probe, seed 0,
-4,000 steps (``--set negatives=stated``; 242 s): colour 99.9% against 95.9%, shape 96.9% against
-95.4%, position 97.7% against 88.4%; with ``image_width=16`` position stays at 98-100% (seeds 0
-and 1), which was the point. But the 15-minute text2image check did not gain shape, its missing
-attribute (``python benchmarks/text2image_shapes.py [--seed 1]`` from snapshots, one day, one run
-after another):
+``negatives=stated`` with ``fillers=2`` (the defaults since 2026-12-02). ``stated`` alone trains
+the better encoder: probe, seed 0, 4,000 steps, no fillers, 242 s: colour 99.9% against 95.9%,
+shape 96.9% against 95.4%, position 97.7% against 88.4%; with ``image_width=16`` position stays at
+98-100% (seeds 0 and 1), which was the point. But alone it did not lift shape, the attribute the
+15-minute text2image check lacks (``python benchmarks/text2image_shapes.py [--seed 1]`` from
+snapshots whose defaults were the row's, one day, one run after another; rows without
+``fillers`` had none):
 
     encoder                      seed  GAN steps  colour  shape  position  probe: squares
-    class (default)              1     2,120      98.6%   79.6%  71.2%     85.7%
+    class (previous default)     1     2,120      98.6%   79.6%  71.2%     85.7%
     stated                       0     2,062      97.9%   80.5%  77.4%     90.6%
     stated                       1     1,974      98.8%   72.9%  79.3%     37.6%
     stated, image_width=16       0     2,101      98.6%   76.4%  76.9%     19.0%
@@ -98,11 +97,11 @@ after another):
 
 (the day before, class: 80.2% / 80.3% shape with seeds 0 / 1). The check's shape roughly
 follows one number more than the negatives rule: how well the encoder reads *squares* in
-held-out templates (the probe's nearest-centroid accuracy, as low for "square" as for "box" or "block"; circles and
-triangles are read 99.7-100% by every encoder here). It swings from 19% to 98% with the seed and
-setting (the 19% encoder put 69% of held-out square captions nearest the triangles'). Shape in
-the check will not be reliable until the encoder reads squares in unseen wordings reliably. That is
-what ``fillers`` is for (its paragraph above: squares 100% on both seeds); with ``stated`` it
+held-out templates (the probe's nearest-centroid accuracy, as low for "square" as for "box" or
+"block"; circles and triangles are read 99.7-100% by every encoder here). It swings from 19% to
+98% with the seed and setting (the 19% encoder put 69% of held-out square captions nearest the
+triangles'). Shape in the check will not be reliable until the encoder reads squares in unseen
+wordings reliably. That is what ``fillers`` is for (its paragraph above: squares 100% on both seeds); with ``stated`` it
 gave the two best shapes of the day that were not position-blind, 83.0% and 88.1% (position
 78.4% / 67.8%; class 71.2%), with fewer GAN steps since the encoder took longer.
 
