@@ -37,7 +37,9 @@ import torch.nn.functional as F
 
 from gankit import load
 from gankit.data import shapes
+from gankit.losses import misdescribes
 from gankit.recipes.text2image import caption_similarity, hard_wrong
+from gankit.recipes.text_encoder import stated_attributes
 from gankit.text import embed_texts
 
 ATTRS = tuple(shapes.ATTRIBUTES)  # colour, shape, size, background, position
@@ -81,11 +83,7 @@ def pair_errors(folder: str, batches: int = 300, batch: int = 64) -> list[str]:
     N, K = len(caps), shapes.CAPTIONS_PER_IMAGE
     emb = embed_texts(T, [c for cs in caps for c in cs], max_chars).view(N, K, -1)
     cols = list(shapes.ATTRIBUTES)
-    stated = torch.full((N, K, len(cols)), -1)  # value index each caption states, -1 where it leaves it open
-    for i, cs in enumerate(caps):
-        for k, c in enumerate(cs):
-            for a, v in shapes.parse_caption(c).items():
-                stated[i, k, cols.index(a)] = shapes.ATTRIBUTES[a].index(v)
+    stated = stated_attributes(caps, 0).long()  # (N, K, 5): value index each caption states, -1 where open
     n_caps = torch.full((batch,), K)
     gen = torch.Generator().manual_seed(0)
     rules = [(rule, th) for rule in ("caption", "image") for th in (0.75, 0.8, 0.85)]
@@ -96,7 +94,7 @@ def pair_errors(folder: str, batches: int = 300, batch: int = 64) -> list[str]:
         idx = torch.randperm(N, generator=gen)[:batch]
         k = torch.randint(K, (batch,), generator=gen)
         right, said, a = emb[idx, k], stated[idx, k], attrs[idx]
-        fits = ((said[None] == -1) | (said[None] == a[:, None])).all(-1)  # (B, B): caption j fits image i
+        fits = ~misdescribes(said, a)  # (B, B): caption j fits image i
         off = ~torch.eye(batch, dtype=torch.bool)
         small = a[:, cols.index("size")] == 0
         for rule, th in rules:

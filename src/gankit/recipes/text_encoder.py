@@ -62,8 +62,9 @@ encoder hold: ``text_encoder_probe.py --pairs`` finds 5.2% / 5.0% of wrong capti
 large images (6,000 steps: 5.0% / 3.8%) and 4.1% of fitting pairs left as contrastive negatives
 (3.2%). On a machine at 0.58x the speed of the one above, 4,000 steps took 3.7-4.7 minutes over
 four runs, and ``stackgan``'s 20-minute check with this (class-negative, filler-free) encoder
-passed there (19.8 minutes, Stage-II colour 94.0%, shape 90.6%; see the README). The char-CNN-RNN's first layer has since been computed as a lookup
-(``gankit.models.text_encoder``; same maths): ``python benchmarks/throughput.py --text-encoder``
+passed there (19.8 minutes, Stage-II colour 94.0%, shape 90.6%; see the README). The
+char-CNN-RNN's first layer has since been computed as a lookup (``gankit.models.text_encoder``;
+same maths): ``python benchmarks/throughput.py --text-encoder``
 times the step 1.20x faster. 4,000 steps took 251 s with data (``gankit train text-encoder
 --data shapes --size 32 --steps 4000``); inside the 15-minute text2image check, on the same day,
 preparing the data (shapes, this encoder, the captions' embeddings) took 4.6 minutes. Since
@@ -101,8 +102,8 @@ held-out templates (the probe's nearest-centroid accuracy, as low for "square" a
 "block"; circles and triangles are read 99.7-100% by every encoder here). It swings from 19% to
 98% with the seed and setting (the 19% encoder put 69% of held-out square captions nearest the
 triangles'). Shape in the check will not be reliable until the encoder reads squares in unseen
-wordings reliably. That is what ``fillers`` is for (its paragraph above: squares 100% on both seeds); with ``stated`` it
-gave the two best shapes of the day that were not position-blind, 83.0% and 88.1% (position
+wordings reliably. That is what ``fillers`` is for (its paragraph above: squares 100% on both
+seeds); with ``stated`` it gave the two best shapes of the day that were not position-blind, 83.0% and 88.1% (position
 78.4% / 67.8%; class 71.2%), with fewer GAN steps since the encoder took longer.
 
 ``gankit train text-encoder --data shapes|PATH`` trains one; ``text2image`` trains one itself
