@@ -35,6 +35,10 @@ the characters its last valid recurrent step reads; the outputs are the same
     python benchmarks/throughput.py --size 32 --channels 1 --width 32 --width-d 16 --steps 20
     python benchmarks/throughput.py --text2image --width 32 --width-d 16 --steps 10
     python benchmarks/throughput.py --text-encoder --steps 20
+    python benchmarks/throughput.py --text2image --width 32 --against 5a79c5a --steps 20 --blocks 6
+
+``--text2image --against REV`` times this tree's text2image step against the step git revision
+REV wrote (its ``train_step`` and helpers, on this tree's config and engine), alternating blocks.
 """
 
 from __future__ import annotations
@@ -144,7 +148,51 @@ def alternate(contenders: list, steps: int, blocks: int, batch: int) -> dict[str
     return rates
 
 
+def step_of_revision(rev: str):
+    """``Text2ImageRecipe.train_step`` as git revision ``rev`` wrote it (its module loaded from
+    ``git show``, so its helpers are that revision's too)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = subprocess.run(["git", "-C", root, "show", f"{rev}:src/gankit/recipes/text2image.py"], check=True,
+                         capture_output=True, text=True).stdout
+    path = os.path.join(tempfile.mkdtemp(), "text2image_at_rev.py")
+    with open(path, "w") as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location("text2image_at_rev", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(mod)
+    return mod.Text2ImageRecipe.train_step
+
+
+def text2image_against(a: argparse.Namespace) -> None:
+    """This tree's text2image step against revision ``a.against``'s, on this tree's config and engine."""
+    import copy
+
+    from gankit.train import load_data, resolve
+
+    old_step = step_of_revision(a.against)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["GANKIT_CACHE"] = cache
+        sets = [f"width={a.width}", f"batch={a.batch}", "encoder_steps=2", "sample_every=100000", "standing_stats=0",
+                "progress=false", "log_every=50"]
+        cls, hp, tcfg = resolve("text2image", data="shapes", overrides=sets, steps=1)
+        ds = load_data(tcfg.data, cls, hp, tcfg)
+        at_rev = type("AtRevision", (cls,), {"train_step": old_step})
+        contenders = [(name, stepper(Engine(rc(hp, DataSpec.from_dataset(ds)), copy.copy(ds), copy.deepcopy(tcfg), {})))
+                      for name, rc in ((a.against, at_rev), ("this tree", cls))]
+        rates = alternate(contenders, a.steps, a.blocks, a.batch)
+    med = print_rates(f"text2image step on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
+                      f"threads, {a.blocks} blocks x {a.steps} steps each", rates, 12)
+    print(f"  ratio this tree / {a.against} = {med['this tree'] / med[a.against]:.3f}")
+
+
 def text2image_main(a: argparse.Namespace) -> None:
+    if a.against:
+        return text2image_against(a)
     width_d = a.width_d or 16
     with tempfile.TemporaryDirectory() as cache:
         os.environ["GANKIT_CACHE"] = cache  # the throwaway encoder and embeddings go here
@@ -215,6 +263,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="steps per timed block")
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks per contender")
     ap.add_argument("--text2image", action="store_true", help="time text2image's step, D at --width vs --width-d")
+    ap.add_argument("--against", metavar="REV", help="with --text2image: this tree's step against git revision REV's")
     ap.add_argument("--text-encoder", action="store_true", help="time the text encoder's step against one-hot conv1")
     a = ap.parse_args()
     if a.text2image:

@@ -304,6 +304,44 @@ def test_mode_seeking_term_in_d_features_or_pixels():
     assert torch.allclose(mode_seeking_term("pixels", D, a, b, h, z1, z2), mode_seeking(a, b, z1, z2))
 
 
+def test_mode_seeking_pair_reads_rows_i_and_batch_plus_i():
+    from gankit.models.text2image import MatchingDiscriminator
+    from gankit.recipes.text2image import mode_seeking_pair, mode_seeking_term
+
+    torch.manual_seed(0)
+    D = MatchingDiscriminator(8, 4, 3, 16, 4, norm="none", spectral_norm=True, projection=True).eval()
+    B, n = 6, 2
+    fake, fake2, z, z2 = torch.randn(B, 3, 16, 16), torch.randn(n, 3, 16, 16), torch.randn(B, 5), torch.randn(n, 5)
+    joined = torch.cat([fake, fake2])
+    h_all = D.image(joined)  # one pass over the joined batch: D without BatchNorm scores each row alone
+    for space in ("features", "pixels"):
+        want = mode_seeking_term(space, D, fake[:n], fake2, D.image(fake[:n]), z[:n], z2)
+        assert torch.allclose(mode_seeking_pair(space, joined, h_all, z, z2), want, rtol=1e-4)
+    copies = torch.cat([fake, fake[:n]])  # the second latents' images equal their partners': heavily penalised
+    assert mode_seeking_pair("pixels", copies, D.image(copies), z, z2) > 1e4
+    shifted = torch.cat([fake, fake[1:n + 1]])  # equal to other rows' images only: not penalised
+    assert mode_seeking_pair("pixels", shifted, D.image(shifted), z, z2) < 10
+
+
+@pytest.mark.parametrize("sets, want", [([], [8 + 3, 4]), (["variant=cls"], [8 + 3]),
+                                        (["variant=int", "lambda_ms=0"], [8, 4]), (["ms_pairs=99"], [8 + 8, 4])])
+def test_text2image_step_batches_of_g(sets, want):
+    """G's passes in one training step: the batch plus ms_pairs second latents in one pass (clamped
+    to the batch), then GAN-INT's batch // 2 interpolations."""
+    from gankit.engine.loop import Engine
+    from gankit.recipes.base import DataSpec
+    from gankit.train import load_data, resolve
+
+    cls, hp, tcfg = resolve("text2image", data="shapes", steps=1, overrides=[
+        *TINY_T2I, "size=16", "batch=8", "ms_pairs=3", "standing_stats=0", "progress=false", *sets])
+    ds = load_data(tcfg.data, cls, hp, tcfg)
+    eng = Engine(cls(hp, DataSpec.from_dataset(ds)), ds, tcfg, {})
+    rows = []
+    eng.recipe.modules["G"].register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    eng.fit(None)
+    assert rows == want
+
+
 def test_tokenizer_and_unseen_captions():
     codes = tokenize(["A Red  Circle!", "é" * 5, "x" * 50], 16)
     assert codes.shape == (3, 16) and codes.dtype == torch.uint8
@@ -387,6 +425,7 @@ def test_txt2img_cli_end_to_end_and_errors(tmp_path, capsys):
         (["txt2img", str(run), "日本語", "--out", str(tmp_path / "x.png")], "no character"),
         (["train", "text2image", "--data", "digits", "--steps", "1"], "needs captioned data"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "variant=both"], "expected one of"),
+        (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "ms_pairs=0"], "ms_pairs must be >= 1"),
         (["train", "text-encoder", "--data", "shapes", "--steps", "1", "--set", "negatives=all"],
          "bad value for negatives: 'all' (expected one of stated, class)"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", f"encoder={tmp_path / 'nope'}"],
