@@ -236,9 +236,10 @@ The mode-seeking term costs shape everywhere else. 1,500 steps on the seed-0 che
     0                               0.906  1.000     0.892  1.20 / 1.17                 0.08
     0.1 from step 750 (trial)       0.756  0.813     0.668  4.89 / 1.98                 0.61
 
-Without the term, circles and squares of the templates that leave the position open are drawn
-91-100 % right (0.1: 63-92 %), but G ignores z (one caption's 200 samples: 88 % left, 99.5 %
-large); circles at a stated position stay low either way (51-56 % against 38-42 %). Turned on
+Without the term, in the templates that leave the position open, circles are drawn 91-98 %
+right and squares 73-100 % (0.1: 63-92 % and 67-78 %), but G ignores z (one caption's 200
+samples: 88 % left, 99.5 % large); circles at a stated position stay low either way (51-68 %
+against 38-54 %). Turned on
 at step 750, the term takes shape back down to the always-on level within 750 steps. So the
 next fix is a diversity term that moves position and size without distorting shape, not more
 steps or a smaller weight (0.05 above).
