@@ -235,12 +235,16 @@ The mode-seeking term costs shape everywhere else. 1,500 steps on the seed-0 che
     0.1 (default)                   0.733  0.788     0.623  4.87 / 1.98                 0.64
     0                               0.906  1.000     0.892  1.20 / 1.17                 0.08
     0.1 from step 750 (trial)       0.756  0.813     0.668  4.89 / 1.98                 0.61
+    0.1, pixels pooled 4x (trial)   0.855  0.995     0.755  2.09 / 1.61                 0.26
 
 Without the term, in the templates that leave the position open, circles are drawn 91-98 %
 right and squares 73-100 % (0.1: 63-92 % and 67-78 %), but G ignores z (one caption's 200
 samples: 88 % left, 99.5 % large); circles at a stated position stay low either way (51-68 %
 against 38-54 %). Turned on
-at step 750, the term takes shape back down to the always-on level within 750 steps. So the
+at step 750, the term takes shape back down to the always-on level within 750 steps. Taken
+between the two images average-pooled to 8x8 (``ms_space=pixels`` with the pooling; trial code
+not kept), it costs less shape but keeps less spread: one open caption's 200 samples all
+centred. So the
 next fix is a diversity term that moves position and size without distorting shape, not more
 steps or a smaller weight (0.05 above).
 """
