@@ -222,11 +222,11 @@ Where the shape errors are (these runs, ``gankit eval``'s 1,080 held-out caption
 squares taken for each other, triangles 95-97 % right. In the held-out template that states a
 position, circles come out as circles 42-56 % of the time, against 78-91 % in the others. Not
 the text encoder: of the ten training captions nearest (cosine) to each of that template's
-captions, 99.3 % state its shape (98 % for circles; the seed-0 encoder). Not the unseen wording either: G's circles for the *training*
-templates that state a position are 54-68 % right too (seed 0), 81-95 % for the rest. And G
-does draw circles left, right and at the top when it picks the position itself (open captions:
-68-92 % right by drawn position). What it lacks at 2,400-3,000 steps is a circle at a position
-it is told.
+captions, 99.3 % state its shape (98 % for circles; the seed-0 encoder). Not the unseen wording
+either: G's circles for the *training* templates that state a position are 54-68 % right too
+(seed 0), 81-95 % for the rest. And G does draw circles left, right and at the top when it picks
+the position itself (open captions: 68-92 % right by drawn position). What it lacks at
+2,400-3,000 steps is a circle at a position it is told.
 
 The mode-seeking term costs shape everywhere else. 1,500 steps on the seed-0 check's encoder
 (``gankit train text2image --data shapes --steps 1500 [--set lambda_ms=0]``, then ``gankit eval``):
@@ -237,16 +237,14 @@ The mode-seeking term costs shape everywhere else. 1,500 steps on the seed-0 che
     0.1 from step 750 (trial)       0.756  0.813     0.668  4.89 / 1.98                 0.61
     0.1, pixels pooled 4x (trial)   0.855  0.995     0.755  2.09 / 1.61                 0.26
 
-Without the term, in the templates that leave the position open, circles are drawn 91-98 %
-right and squares 73-100 % (0.1: 63-92 % and 67-78 %), but G ignores z (one caption's 200
-samples: 88 % left, 99.5 % large); circles at a stated position stay low either way (51-68 %
-against 38-54 %). Turned on
-at step 750, the term takes shape back down to the always-on level within 750 steps. Taken
-between the two images average-pooled to 8x8 (``ms_space=pixels`` with the pooling; trial code
-not kept), it costs less shape but keeps less spread: one open caption's 200 samples all
-centred. So the
-next fix is a diversity term that moves position and size without distorting shape, not more
-steps or a smaller weight (0.05 above).
+Without the term, in the templates that leave the position open, circles are drawn 91-98 % right
+and squares 73-100 % (0.1: 63-92 % and 67-78 %), but G ignores z (one caption's 200 samples:
+88 % left, 99.5 % large); circles at a stated position stay low either way (51-68 % against
+38-54 %). Turned on at step 750, the term takes shape back down to the always-on level within 750
+steps. Taken between the two images average-pooled to 8x8 (``ms_space=pixels`` with the pooling;
+trial code not kept), it costs less shape but keeps less spread: one open caption's 200 samples
+all centred. So the next fix is a diversity term that moves position and size without distorting
+shape, not more steps or a smaller weight (0.05 above).
 """
 
 from __future__ import annotations
