@@ -117,21 +117,22 @@ def print_rates(header: str, rates: dict[str, list[float]], width: int) -> dict[
     return med
 
 
-def text2image_engines(width: int, width_ds: list[int], batch: int) -> list:
-    """The text2image recipe's engine on shapes, as ``gankit train text2image`` builds it, once per D width."""
+def text2image_engines(width: int, batch: int, setups: list[tuple[list[str], type | None]]) -> list:
+    """The text2image recipe's engine on shapes, as ``gankit train text2image`` builds it, once per
+    setup: extra ``--set`` items and a recipe class (None: this tree's)."""
     import copy
 
     from gankit.train import load_data, resolve
 
     runs, ds = [], None
-    for width_d in width_ds:
-        sets = [f"width={width}", f"width_d={width_d}", f"batch={batch}", "encoder_steps=2",
-                "sample_every=100000", "standing_stats=0", "progress=false", "log_every=50"]
-        cls, hp, tcfg = resolve("text2image", data="shapes", overrides=sets, steps=1)
-        if ds is None:  # the data and its embeddings do not depend on D: load once
+    for extra, recipe in setups:
+        sets = [f"width={width}", f"batch={batch}", "encoder_steps=2", "sample_every=100000", "standing_stats=0",
+                "progress=false", "log_every=50", *extra]
+        cls, hp, tcfg = resolve("text2image", data="shapes", overrides=sets, steps=1)  # a tcfg per engine
+        if ds is None:  # the data and its embeddings do not depend on the setups: load once
             ds = load_data(tcfg.data, cls, hp, tcfg)
         data = copy.copy(ds)
-        runs.append(stepper(Engine(cls(hp, DataSpec.from_dataset(data)), data, tcfg, {})))
+        runs.append(stepper(Engine((recipe or cls)(hp, DataSpec.from_dataset(data)), data, tcfg, {})))
     return runs
 
 
@@ -170,20 +171,13 @@ def step_of_revision(rev: str):
 
 def text2image_against(a: argparse.Namespace) -> None:
     """This tree's text2image step against revision ``a.against``'s, on this tree's config and engine."""
-    import copy
+    from gankit.recipes.text2image import Text2ImageRecipe
 
-    from gankit.train import load_data, resolve
-
-    old_step = step_of_revision(a.against)
+    at_rev = type("AtRevision", (Text2ImageRecipe,), {"train_step": step_of_revision(a.against)})
     with tempfile.TemporaryDirectory() as cache:
         os.environ["GANKIT_CACHE"] = cache
-        sets = [f"width={a.width}", f"batch={a.batch}", "encoder_steps=2", "sample_every=100000", "standing_stats=0",
-                "progress=false", "log_every=50"]
-        cls, hp, tcfg = resolve("text2image", data="shapes", overrides=sets, steps=1)
-        ds = load_data(tcfg.data, cls, hp, tcfg)
-        at_rev = type("AtRevision", (cls,), {"train_step": old_step})
-        contenders = [(name, stepper(Engine(rc(hp, DataSpec.from_dataset(ds)), copy.copy(ds), copy.deepcopy(tcfg), {})))
-                      for name, rc in ((a.against, at_rev), ("this tree", cls))]
+        old, new = text2image_engines(a.width, a.batch, [([], at_rev), ([], None)])
+        contenders = [(a.against, old), ("this tree", new)]
         rates = alternate(contenders, a.steps, a.blocks, a.batch)
     med = print_rates(f"text2image step on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
                       f"threads, {a.blocks} blocks x {a.steps} steps each", rates, 12)
@@ -196,7 +190,7 @@ def text2image_main(a: argparse.Namespace) -> None:
     width_d = a.width_d or 16
     with tempfile.TemporaryDirectory() as cache:
         os.environ["GANKIT_CACHE"] = cache  # the throwaway encoder and embeddings go here
-        wide, narrow = text2image_engines(a.width, [a.width, width_d], a.batch)
+        wide, narrow = text2image_engines(a.width, a.batch, [([f"width_d={w}"], None) for w in (a.width, width_d)])
         contenders = [(f"width_d {a.width}", wide), (f"width_d {width_d}", narrow)]
         rates = alternate(contenders, a.steps, a.blocks, a.batch)
     med = print_rates(f"text2image on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
