@@ -14,7 +14,8 @@ from gankit.cli import main
 from gankit.data import load_dataset, shapes
 from gankit.engine.loop import BatchSampler
 from gankit.errors import DataError
-from gankit.losses import contrastive_match, d_matching_aware, different_class, misdescribes, mode_seeking, sje_loss
+from gankit.losses import (contrastive_match, d_matching_aware, different_class, feature_layout, misdescribes, mode_seeking,
+                           sje_loss)
 from gankit.models.text_encoder import CharCNNRNN, tokenize
 from gankit.train import train
 
@@ -302,6 +303,25 @@ def test_mode_seeking_term_in_d_features_or_pixels():
     want = 1 / ((h - D.image(b)).abs().flatten(1).mean(1) / (z1 - z2).abs().mean(1)).mean()
     assert torch.allclose(mode_seeking_term("features", D, a, b, h, z1, z2), want, rtol=1e-4)
     assert torch.allclose(mode_seeking_term("pixels", D, a, b, h, z1, z2), mode_seeking(a, b, z1, z2))
+    lay = mode_seeking(feature_layout(h), feature_layout(D.image(b)), z1, z2)
+    assert torch.allclose(mode_seeking_term("layout", D, a, b, h, z1, z2), lay, rtol=1e-4)
+
+
+def test_feature_layout_reads_where_not_what():
+    h = torch.zeros(2, 3, 2, 2)
+    h[0, :, 0, 0] = torch.tensor([3.0, 4.0, 0.0])  # norm 5 in cell (0, 0), nothing elsewhere
+    h[1, :, 1, 1] = torch.tensor([0.0, 0.0, 2.0])  # norm 2 in cell (1, 1)
+    lay = feature_layout(h)  # (2, 4), each row's mean 1
+    assert torch.allclose(lay, torch.tensor([[4.0, 0, 0, 0], [0, 0, 0, 4.0]]), atol=1e-3)  # eps: sqrt(1e-8) per cell
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 6, 4, 4, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))  # an orthogonal map of the channels
+    rotated = torch.einsum("dc,bchw->bdhw", q, x)  # other content, the same norm in every cell
+    assert torch.allclose(feature_layout(rotated), feature_layout(x), atol=1e-5)
+    assert torch.allclose(feature_layout(3 * x), feature_layout(x), atol=1e-5)  # scale-free
+    assert torch.allclose(feature_layout(x).mean(1), torch.ones(5))
+    moved = x.roll(1, dims=3)  # the same content one cell to the right: a different layout
+    assert (feature_layout(moved) - feature_layout(x)).abs().mean() > 0.1
 
 
 def test_mode_seeking_pair_reads_rows_i_and_batch_plus_i():
@@ -314,7 +334,7 @@ def test_mode_seeking_pair_reads_rows_i_and_batch_plus_i():
     fake, fake2, z, z2 = torch.randn(B, 3, 16, 16), torch.randn(n, 3, 16, 16), torch.randn(B, 5), torch.randn(n, 5)
     joined = torch.cat([fake, fake2])
     h_all = D.image(joined)  # one pass over the joined batch: D without BatchNorm scores each row alone
-    for space in ("features", "pixels"):
+    for space in ("features", "pixels", "layout"):
         want = mode_seeking_term(space, D, fake[:n], fake2, D.image(fake[:n]), z[:n], z2)
         assert torch.allclose(mode_seeking_pair(space, joined, h_all, z, z2), want, rtol=1e-4)
     copies = torch.cat([fake, fake[:n]])  # the second latents' images equal their partners': heavily penalised

@@ -154,6 +154,16 @@ def misdescribes(stated: Tensor, attrs: Tensor) -> Tensor:
     return ((said >= 0) & (said != attrs[:, None, :])).any(-1)
 
 
+def feature_layout(h: Tensor, eps: float = 1e-8) -> Tensor:
+    """Where a feature map (B, ch, H, W) holds content: each cell's feature norm ‖h[:, :, y, x]‖,
+    divided by the image's mean over cells, flattened to (B, H·W) (mean 1 per image). Unchanged by
+    any rotation of the channel space, so it does not say *what* the features encode, only where
+    and how widely they respond: an object moved or resized changes it, one redrawn in place as
+    another shape barely does."""
+    e = h.pow(2).sum(1).add(eps).sqrt().flatten(1)  # (B, H·W)
+    return e / e.mean(1, keepdim=True)
+
+
 def mode_seeking(fake1: Tensor, fake2: Tensor, z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:
     """Mode-seeking regulariser (Mao et al. 2019, MSGAN, arXiv:1903.05628, eq. 3), minimised:
     1 / (E|G(c, z1) - G(c, z2)| / E|z1 - z2| + eps). Small when two latents give different images."""
