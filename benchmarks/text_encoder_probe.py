@@ -19,6 +19,12 @@ a text2image step, for both ``describes`` rules (``gankit.recipes.text2image.cap
 and three thresholds; split by image size for the wrong captions, since a rule that errs more
 for one size teaches G that size is wrong for captions that leave it open.
 
+``--shape-pairs``: also, for each encoder, how close the captions of an image that differs only
+in shape come to describing an image, by the ``describes=image`` rule (each of the 540 attribute
+combinations once, the training captions drawn with seed 0): median similarity and the share
+above 0.75 (``con_max_sim``: never a contrastive negative) and 0.85 (``wrong_max_sim``: never a
+wrong caption), per pair of shapes and by whether the caption states a position.
+
 ``--train N ...`` trains ``gankit train text-encoder --data shapes --size 32 --steps N`` with the
 defaults (seed 0) into ``--out``/steps-N first, 2 threads, and prints its wall time.
 """
@@ -114,12 +120,43 @@ def pair_errors(folder: str, batches: int = 300, batch: int = 64) -> list[str]:
     return lines
 
 
+def shape_pairs(folder: str) -> list[str]:
+    """Table lines: ``caption_similarity`` (describes=image) of image i's attributes with every
+    caption of the image that differs from it only in shape, per (image shape, caption shape) and
+    position stated or not."""
+    model = load(folder)
+    T, max_chars = model.recipe.modules["T"].eval(), model.recipe.cfg.max_chars
+    attrs = shapes.all_combinations(1)  # (540, 5)
+    caps = shapes.training_captions(attrs, 0)
+    N, K = len(caps), shapes.CAPTIONS_PER_IMAGE
+    emb = embed_texts(T, [c for cs in caps for c in cs], max_chars).view(N, K, -1)
+    row = {tuple(r): i for i, r in enumerate(attrs.tolist())}
+    S, P = list(shapes.ATTRIBUTES).index("shape"), list(shapes.ATTRIBUTES).index("position")
+    said = stated_attributes(caps, 0)  # (N, K, 5), -1 where the caption leaves the attribute open
+    sims: dict[tuple[str, str, bool], list[float]] = {}
+    for i, r in enumerate(attrs.tolist()):
+        others = [row[tuple(r[:S] + [s] + r[S + 1:])] for s in range(len(shapes.SHAPES)) if s != r[S]]
+        cand = emb[others].flatten(0, 1)  # (2K, E): every caption of the two images
+        sim = caption_similarity(cand, emb[i][None], torch.tensor([K]))[0]  # (2K,) to image i
+        for j, o in enumerate(others):
+            for k in range(K):
+                key = (shapes.SHAPES[r[S]], shapes.SHAPES[attrs[o, S]], bool(said[o, k, P] >= 0))
+                sims.setdefault(key, []).append(float(sim[j * K + k]))
+    lines = [f"{'image':9s} {'caption':9s} {'position':9s} {'median':>7s} {'>= 0.75':>8s} {'>= 0.85':>8s}"]
+    for (img, cap, pos), v in sorted(sims.items()):
+        t = torch.tensor(v)
+        lines.append(f"{img:9s} {cap:9s} {'stated' if pos else 'open':9s} {t.median():7.2f} "
+                     f"{100 * (t >= 0.75).double().mean():7.1f}% {100 * (t >= 0.85).double().mean():7.1f}%")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="*", help="text-encoder run directories or exports")
     p.add_argument("--train", nargs="*", type=int, default=[], metavar="STEPS", help="train encoders of these steps")
     p.add_argument("--out", default="runs/bench-text-encoder")
     p.add_argument("--pairs", action="store_true", help="also measure false wrong captions and negatives")
+    p.add_argument("--shape-pairs", action="store_true", help="also: similarity of captions differing only in shape")
     a = p.parse_args()
     runs = list(a.runs)
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
@@ -141,6 +178,8 @@ def main() -> None:
               "in " + ", ".join(f"{a} {r[f'cos_{a}']:.2f}" for a in ATTRS), flush=True)
         if a.pairs:
             print("\n".join(pair_errors(run)), flush=True)
+        if a.shape_pairs:
+            print("\n".join(shape_pairs(run)), flush=True)
 
 
 if __name__ == "__main__":

@@ -236,6 +236,26 @@ either: G's circles for the *training* templates that state a position are 54-68
 the position itself (open captions: 68-92 % right by drawn position). What it lacks at
 2,400-3,000 steps is a circle at a position it is told.
 
+Why D teaches circle against square so little (2026-12-02, the seed-0 check's encoder,
+``python benchmarks/text_encoder_probe.py --shape-pairs ENCODER``: each of the 540 attribute
+combinations, by its five training captions, against every caption of the two combinations that
+differ from it only in shape, similarity by the ``describes=image`` rule): a circle image and a square caption have median similarity
+0.79 when the caption states no position and 0.82 when it does, so 69 % and 83 % of those pairs
+are above ``con_max_sim`` = 0.75 and never contrastive negatives, and 5 % and 30 % above
+``wrong_max_sim`` = 0.85 and never wrong captions (square images and circle captions: 62 / 81 %
+and 3 / 26 %). Circles and triangles sit far apart (median 0.43-0.57; under 1 % above 0.75). The
+encoder ranks captions right but puts square captions near both other shapes, and a stated
+position adds shared words. With ``ms_space=layout`` (the check's two runs above), circles in the
+position template come out as circles 53 % and 60 % of the time (87-88 % in the others), squares
+77-84 % and 86-89 %, triangles 96-100 % and 95-99 %. Raising ``con_max_sim`` to 0.85, so that
+most circle-square pairs become negatives, was measured and not kept: at 1,500 steps shape 0.822
+against 0.812, stated position 0.971 against 0.942, spread 4.37 / 1.89 against 4.02 / 1.81, size
+balance 0.40 both; in the 15-minute check (seed 0) shape 86.2 % at 2,262 GAN steps against
+88.6 % at 2,589 (run after the layout pair, on a machine that had slowed further; seed 1 not
+run). A rule that judges fit by the text encoder's joint *image* encoder, trained to score a
+caption below images that lack what it states, instead of caption-to-caption cosines, is the
+next thing to try.
+
 The mode-seeking term costs shape everywhere else. 1,500 steps on the seed-0 check's encoder
 (``gankit train text2image --data shapes --steps 1500 --set ms_space=features [--set
 lambda_ms=0]``, then ``gankit eval``; the first row repeated on 2026-12-02 gave the same figures):
