@@ -239,8 +239,9 @@ the position itself (open captions: 68-92 % right by drawn position). What it la
 Why D teaches circle against square so little (2026-12-02, the seed-0 check's encoder,
 ``python benchmarks/text_encoder_probe.py --shape-pairs ENCODER``: each of the 540 attribute
 combinations, by its five training captions, against every caption of the two combinations that
-differ from it only in shape, similarity by the ``describes=image`` rule): a circle image and a square caption have median similarity
-0.79 when the caption states no position and 0.82 when it does, so 69 % and 83 % of those pairs
+differ from it only in shape, similarity by the ``describes=image`` rule): a circle image and a
+square caption have median similarity 0.79 when the caption states no position and 0.82 when it
+does, so 69 % and 83 % of those pairs
 are above ``con_max_sim`` = 0.75 and never contrastive negatives, and 5 % and 30 % above
 ``wrong_max_sim`` = 0.85 and never wrong captions (square images and circle captions: 62 / 81 %
 and 3 / 26 %). Circles and triangles sit far apart (median 0.43-0.57; under 1 % above 0.75). The
@@ -358,7 +359,7 @@ class Text2ImageConfig(TextGANSettings):
     ema: bool = True
     ema_decay: float = 0.999
     lambda_ms: float = 0.1  # mode-seeking term (MSGAN) weight; 0 = the paper's objective
-    ms_space: Literal["layout", "features", "pixels"] = "layout"  # mode-seeking distance: where D's 4x4 features respond, the features, or pixels (MSGAN's)
+    ms_space: Literal["layout", "features", "pixels"] = "layout"  # mode-seeking distance: see ms_view
     ms_pairs: int = 16  # captions per step given a second latent for the mode-seeking term (at most batch)
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇_x D(x, t)‖² on real, matching pairs (Mescheder et al. 2018)
     size: int = 32  # image side (power of two >= 16); the paper uses 64
