@@ -7,6 +7,9 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.gankit-installed
 DEMO_MINUTES ?= 3
+# Test processes (pytest-xdist). Each test runs torch on one thread (tests/conftest.py), so one
+# worker per core; worksteal keeps both busy while the long CLI tests run.
+TEST_WORKERS ?= auto
 
 .PHONY: install demo test test-slow bench clean
 
@@ -23,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/gankit train dcgan --data mnist --minutes $(DEMO_MINUTES) --set sample_every=100
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
