@@ -2,6 +2,8 @@
 
     python benchmarks/text_encoder_probe.py RUN [RUN ...]            # text-encoder runs or exports
     python benchmarks/text_encoder_probe.py --train 3000 6000        # train encoders first (defaults)
+    python benchmarks/text_encoder_probe.py minilm minilm:none       # the pretrained encoder (gankit[minilm]),
+                                                                     # its encoder_post fitted to shapes (seed 0)
 
 For each encoder: embed the training captions of 3,000 ``shapes`` images (5 each) and, per
 attribute, take the mean unit embedding of each value (its centroid); then embed one held-out-
@@ -37,29 +39,43 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from gankit import load
+from gankit import load, text
 from gankit.data import shapes
 from gankit.losses import misdescribes
 from gankit.recipes.text2image import caption_similarity, hard_wrong
 from gankit.recipes.text_encoder import stated_attributes
-from gankit.text import embed_texts
 
 ATTRS = tuple(shapes.ATTRIBUTES)  # colour, shape, size, background, position
 
 
+def encoder(spec: str) -> tuple[Any, dict[str, Any]]:
+    """(frozen T, arch) for a text-encoder run or export, or ``minilm[:POST]`` (all-MiniLM-L6-v2
+    with ``encoder_post`` POST, default center, fitted to the shapes training captions, seed 0)."""
+    if spec.split(":")[0] == "minilm":
+        T, arch, sha = text.minilm_encoder()
+        text.fit_minilm(T, arch, sha, shapes.generate(32, 0)[2], spec.partition(":")[2] or "center")
+        return T, arch
+    model = load(spec)
+    return model.recipe.modules["T"].eval(), {"kind": "char", **model.recipe.cfg.text_arch()}
+
+
+def embed_texts(T: Any, arch: dict[str, Any], texts: list[str]) -> torch.Tensor:
+    return text.embed_texts(T, arch, texts, batch=512 if arch["kind"] == "char" else 64)
+
+
 def probe(folder: str) -> dict[str, float]:
-    model = load(folder)
-    T, max_chars = model.recipe.modules["T"].eval(), model.recipe.cfg.max_chars
+    T, arch = encoder(folder)
     _, attrs, caps = shapes.generate(32, 0)
-    train_emb = F.normalize(embed_texts(T, [c for cs in caps[:3000] for c in cs], max_chars), dim=1)
+    train_emb = F.normalize(embed_texts(T, arch, [c for cs in caps[:3000] for c in cs]), dim=1)
     train_attrs = attrs[:3000].repeat_interleave(shapes.CAPTIONS_PER_IMAGE, 0)
     combos = shapes.all_combinations(4)
     held, stated = shapes.held_out_captions(combos, seed=1)
-    held_emb = F.normalize(embed_texts(T, held, max_chars), dim=1)
+    held_emb = F.normalize(embed_texts(T, arch, held), dim=1)
     out = {}
     # cosine between training captions of two images: same five attributes, or differing in one only
     n = 1000
@@ -83,11 +99,10 @@ def probe(folder: str) -> dict[str, float]:
 
 def pair_errors(folder: str, batches: int = 300, batch: int = 64) -> list[str]:
     """Table lines: false wrong captions and false contrastive negatives per rule and threshold."""
-    model = load(folder)
-    T, max_chars = model.recipe.modules["T"].eval(), model.recipe.cfg.max_chars
+    T, arch = encoder(folder)
     _, attrs, caps = shapes.generate(32, 0)
     N, K = len(caps), shapes.CAPTIONS_PER_IMAGE
-    emb = embed_texts(T, [c for cs in caps for c in cs], max_chars).view(N, K, -1)
+    emb = embed_texts(T, arch, [c for cs in caps for c in cs]).view(N, K, -1)
     cols = list(shapes.ATTRIBUTES)
     stated = stated_attributes(caps, 0).long()  # (N, K, 5): value index each caption states, -1 where open
     n_caps = torch.full((batch,), K)
@@ -124,12 +139,11 @@ def shape_pairs(folder: str) -> list[str]:
     """Table lines: ``caption_similarity`` (describes=image) of image i's attributes with every
     caption of the image that differs from it only in shape, per (image shape, caption shape) and
     position stated or not."""
-    model = load(folder)
-    T, max_chars = model.recipe.modules["T"].eval(), model.recipe.cfg.max_chars
+    T, arch = encoder(folder)
     attrs = shapes.all_combinations(1)  # (540, 5)
     caps = shapes.training_captions(attrs, 0)
     N, K = len(caps), shapes.CAPTIONS_PER_IMAGE
-    emb = embed_texts(T, [c for cs in caps for c in cs], max_chars).view(N, K, -1)
+    emb = embed_texts(T, arch, [c for cs in caps for c in cs]).view(N, K, -1)
     row = {tuple(r): i for i, r in enumerate(attrs.tolist())}
     S, P = list(shapes.ATTRIBUTES).index("shape"), list(shapes.ATTRIBUTES).index("position")
     said = stated_attributes(caps, 0)  # (N, K, 5), -1 where the caption leaves the attribute open
@@ -152,7 +166,7 @@ def shape_pairs(folder: str) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="*", help="text-encoder run directories or exports")
+    p.add_argument("runs", nargs="*", help="text-encoder run directories or exports, or minilm[:center|whiten|none]")
     p.add_argument("--train", nargs="*", type=int, default=[], metavar="STEPS", help="train encoders of these steps")
     p.add_argument("--out", default="runs/bench-text-encoder")
     p.add_argument("--pairs", action="store_true", help="also measure false wrong captions and negatives")

@@ -72,11 +72,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gankit import text
 from gankit.errors import UsageError
 from gankit.losses import contrastive_match, d_matching_aware, kl_normal
 from gankit.models.dcgan import dcgan_init_
 from gankit.models.stackgan import StageIGenerator, StageIIGenerator
-from gankit.models.text_encoder import CharCNNRNN
 from gankit.recipes.base import FirstRun, StepContext
 from gankit.recipes.gan import validate_common
 from gankit.recipes.text2image import (Text2ImageRecipe, TextGANSettings, TextInputs, batch_similarity, eval_record,
@@ -160,7 +160,7 @@ class StackGANRecipe(Text2ImageRecipe):
         ds.info = {**ds.info, "n_images": int(ds.x.shape[0])}
         if cfg.stage == "1":
             return super().prepare_data(ds, cfg, tcfg)
-        from gankit import export, text
+        from gankit import export
         from gankit.config import from_dict
 
         if not cfg.stage1_run:
@@ -203,7 +203,7 @@ class StackGANRecipe(Text2ImageRecipe):
         s1 = c.size // 4
         G1 = StageIGenerator(c.z_dim, E, c.c_dim, C, s1, c.ngf1)
         dcgan_init_(G1)
-        T = CharCNNRNN(**self.arch).requires_grad_(False).eval()  # weights: Dataset.frozen / the export
+        T = text.text_module(self.arch)  # weights: Dataset.frozen / the export
         if not self.two:
             D1 = self.matching_d(E, s1, c.ndf1)
             dcgan_init_(D1)

@@ -6,6 +6,8 @@ DCGAN nets with the text embedding φ(t) compressed by FC + LeakyReLU to ``t_dim
 concatenated to z (G) or replicated over D's 4x4 grid (D). φ is a char-CNN-RNN text encoder
 (``gankit.recipes.text_encoder``) trained first with the structured joint embedding loss and
 kept frozen here; embeddings of the training captions are precomputed (cached per caption).
+``encoder=minilm`` uses the pretrained sentence encoder all-MiniLM-L6-v2 instead (384-d,
+``gankit.models.minilm``, from the optional extra ``gankit[minilm]``; ``gankit.text``).
 
 Objective, with s = D(·,·) as a probability and one random caption t of each image x:
 
@@ -334,11 +336,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gankit import text
 from gankit.errors import UsageError
 from gankit.losses import contrastive_match, d_bce, d_matching_aware, feature_layout, mode_seeking, r1_penalty
 from gankit.models.dcgan import dcgan_init_
 from gankit.models.text2image import MatchingDiscriminator, TextToImageGenerator
-from gankit.models.text_encoder import CharCNNRNN, known_chars, tokenize
 from gankit.recipes.base import Recipe, StepContext
 from gankit.recipes.gan import validate_common
 from gankit.recipes.text_encoder import caption_index, pick_caption
@@ -359,9 +361,10 @@ class TextGANSettings:
     tau: float = 0.1  # the contrastive softmax temperature (XMC-GAN's)
     con_max_sim: float = 0.75  # contrastive: caption-image pairs more similar than this are not negatives
     describes: Literal["image", "caption"] = "image"  # similarity of caption j to image i: to the nearest of its captions, or to the drawn one
-    encoder: str = "auto"  # auto (train / reuse one for this data) or a text-encoder run/export path
+    encoder: str = "auto"  # auto (train / reuse one for this data), minilm (pretrained, gankit[minilm]) or a text-encoder run/export path
     encoder_steps: int = 4000  # steps of the encoder trained by encoder=auto (at its lr 2e-3; see text_encoder)
     encoder_overrides: tuple[str, ...] = ()  # text-encoder settings for encoder=auto, e.g. emb_dim=128
+    encoder_post: Literal["center", "whiten", "none"] = "center"  # encoder=minilm: fitted to the captions (gankit.text.fit_minilm)
 
     def validate_text(self) -> None:
         if not -1 < self.wrong_max_sim <= 1:
@@ -378,6 +381,9 @@ class TextGANSettings:
                              "both to 0")
         if getattr(self, "standing_stats", 0) < 0:
             raise UsageError(f"standing_stats must be 0 (off) or a number of batches, got {self.standing_stats}")
+        if self.encoder_post != "center" and self.encoder != "minilm":
+            raise UsageError(f"encoder_post={self.encoder_post} transforms the pretrained encoder's embeddings: it "
+                             "needs encoder=minilm")
         for o in self.encoder_overrides:
             if o and "=" not in o:
                 raise UsageError(f"bad encoder_overrides item {o!r} (expected key=value, comma-separated)")
@@ -507,7 +513,7 @@ class TextInputs:
     """What G samples from: latents and caption codes, sliceable together."""
 
     z: Tensor  # (n, z_dim)
-    codes: Tensor  # (n, max_chars) uint8
+    codes: Tensor  # (n, L): uint8 characters or int64 word pieces (gankit.text.tokenize)
 
     def __len__(self) -> int:
         return self.z.shape[0]
@@ -531,21 +537,17 @@ class Text2ImageRecipe(Recipe):
     @classmethod
     def prepare_data(cls, ds: Any, cfg: Text2ImageConfig, tcfg: Any) -> Any:
         """Attach the frozen text encoder and every caption's embedding to ``ds`` (trains the encoder if needed)."""
-        from gankit import text
-
         if not ds.captions:
             raise UsageError(f"text2image needs captioned data (shapes, CUB, Oxford-102 or a folder with a .txt "
                              f"per image); {ds.name} has no captions")
         if tcfg.eval_every and ds.name != "shapes":
             raise UsageError(f"--eval-every scores text2image by caption accuracy on the built-in shapes; {ds.name} "
                              "has no attribute classifier (use gankit eval --metrics fid,kid --features inception)")
-        folder = text.ensure_encoder(cfg.encoder, data=tcfg.data, ds=ds, seed=tcfg.seed, size=cfg.size,
-                                     channels=tcfg.channels, steps=cfg.encoder_steps, overrides=cfg.encoder_overrides)
-        T, arch, sha = text.load_encoder(folder)
+        T, arch, sha, source = text.encoder_for(cfg, tcfg, ds)
         emb, n = text.embed_captions(T, arch, sha, ds.captions)
         ds.aligned = {"emb": emb, "n_caps": n}
         ds.frozen = {"T": T.state_dict()}
-        ds.info = {**ds.info, "text_encoder": {"arch": arch, "source": str(folder), "sha256": sha}}
+        ds.info = {**ds.info, "text_encoder": {"arch": arch, "source": source, "sha256": sha}}
         return ds
 
     def __init__(self, cfg: Text2ImageConfig, spec: Any) -> None:
@@ -563,7 +565,7 @@ class Text2ImageRecipe(Recipe):
         D = self.matching_d(E, H, c.width if c.width_d is None else c.width_d)
         dcgan_init_(G)
         dcgan_init_(D)
-        T = CharCNNRNN(**self.arch).requires_grad_(False).eval()  # weights: Dataset.frozen / the export
+        T = text.text_module(self.arch)  # weights: Dataset.frozen / the export
         self.modules = {"G": G.to(device), "D": D.to(device), "T": T.to(device)}
         self.optimizers = {
             "D": torch.optim.Adam(D.parameters(), lr=c.lr if c.lr_d is None else c.lr_d, betas=tuple(c.betas)),
@@ -653,15 +655,10 @@ class Text2ImageRecipe(Recipe):
         w = torch.randn(B, getattr(self, "latent_dim", None) or self.cfg.z_dim, generator=generator)
         self.generate_from_embeddings(modules, w, right)
 
-    def encode(self, captions: list[str]) -> Tensor:
-        """Caption strings -> uint8 codes (n, max_chars); an empty or unreadable caption is refused."""
-        for cap in captions:
-            if not cap.strip():
-                raise UsageError("empty caption: write what the image should show, e.g. \"a small red circle\"")
-            if not known_chars(cap):
-                raise UsageError(f"caption {cap!r} has no character the text encoder reads (it reads a-z, 0-9 and "
-                                 "punctuation)")
-        return tokenize(captions, self.arch["max_chars"])
+    def encode(self, captions: list[str], check: bool = True) -> Tensor:
+        """Caption strings -> what T reads (``gankit.text.tokenize``: (n, L) character codes or word
+        pieces); with ``check``, an empty or unreadable caption is refused."""
+        return text.tokenize(self.modules["T"], self.arch, captions, check=check)
 
     def inputs_for(self, captions: list[str], z: Tensor) -> TextInputs:
         """Inputs pairing ``captions[i]`` with latent ``z[i]``."""
@@ -670,7 +667,7 @@ class Text2ImageRecipe(Recipe):
     def sample_inputs(self, n: int, generator: torch.Generator) -> TextInputs:
         z = torch.randn(n, self.cfg.z_dim, generator=generator)
         caps = [self.examples[(i // self.grid_nrow) % len(self.examples)] for i in range(n)]
-        return TextInputs(z, tokenize(caps, self.arch["max_chars"]))
+        return TextInputs(z, self.encode(caps, check=False))
 
     @torch.no_grad()
     def generate(self, modules: dict[str, Any], inputs: TextInputs) -> Tensor:
