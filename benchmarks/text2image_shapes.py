@@ -3,6 +3,7 @@
     python benchmarks/text2image_shapes.py                 # the 15-minute check (text encoder + GAN)
     python benchmarks/text2image_shapes.py --ablation      # + gan / cls / int variants, same GAN time each
     python benchmarks/text2image_shapes.py --minutes 8     # a shortened run (says so in its output)
+    python benchmarks/text2image_shapes.py --set encoder=minilm   # the pretrained sentence encoder instead
 
 Steps, each a real `gankit` subprocess with OMP/torch limited to 2 threads:
 
@@ -79,6 +80,8 @@ def main() -> None:
     p.add_argument("--threads", default="2")
     p.add_argument("--out", default="runs/bench-text2image")
     p.add_argument("--seed", default="0")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting for every gankit train, e.g. --set encoder=minilm (the check itself: none)")
     a = p.parse_args()
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +90,7 @@ def main() -> None:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1] / "src"),
                                                        env.get("PYTHONPATH")]))
     shortened = a.minutes < DEFAULT_MINUTES
-    results: dict = {"minutes": a.minutes, "threads": a.threads, "shortened": shortened, "runs": {}}
+    results: dict = {"minutes": a.minutes, "threads": a.threads, "shortened": shortened, "settings": a.set, "runs": {}}
 
     variants = ["int_cls", "gan", "cls", "int"] if a.ablation else ["int_cls"]
     for v in variants:
@@ -99,7 +102,8 @@ def main() -> None:
         else:  # int_cls first: the encoder's time comes out of its budget; the others get its GAN minutes
             minutes = a.minutes if v == "int_cls" else results["runs"]["int_cls"]["gan_minutes"]
             args = ["train", "text2image", "--data", "shapes", "--minutes", f"{minutes:.3f}", "--seed", a.seed,
-                    "--out", str(run), "--set", "progress=false", "--set", f"variant={v}"]
+                    "--out", str(run), "--set", "progress=false", "--set", f"variant={v}",
+                    *(x for kv in a.set for x in ("--set", kv))]
             wall = gankit(args, env, out / f"{v}.log")
         steps, minutes = progress(run)
         res = evaluate(run, env)
@@ -116,16 +120,18 @@ def main() -> None:
     ok_time = main_run["wall_s"] <= BUDGET_MINUTES * 60
     ok_acc = main_run["colour_acc"] >= 0.9 and main_run["shape_acc"] >= 0.9
     lines = [
-        f"text2image on shapes, defaults, {a.threads} threads, gankit train --minutes {a.minutes:g}"
+        f"text2image on shapes, {'defaults + ' + ', '.join(a.set) if a.set else 'defaults'}, {a.threads} threads, "
+        f"gankit train --minutes {a.minutes:g}"
         + (" (SHORTENED run, not the 15-minute check)" if shortened else ""),
         "",
-        "| variant | total minutes | GAN minutes | GAN steps | colour | shape | size | background | all stated |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | total minutes | GAN minutes | GAN steps | colour | shape | size | background | position | all stated |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v, r in results["runs"].items():
         lines.append(f"| {v} | {r['wall_s'] / 60:.1f} | {r['gan_minutes']:.1f} | {r['steps']:,} | "
                      f"{100 * r['colour_acc']:.1f} % | "
                      f"{100 * r['shape_acc']:.1f} % | {100 * r['size_acc']:.1f} % | {100 * r['background_acc']:.1f} % | "
+                     f"{100 * r['position_acc']:.1f} % | "
                      f"{100 * r['all_acc']:.1f} % |")
     lines += ["", *diversity_lines(d, "int_cls"),
               f"int_cls: total {main_run['wall_s'] / 60:.1f} min <= {BUDGET_MINUTES:g}: {ok_time}; "
