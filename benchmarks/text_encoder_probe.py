@@ -64,18 +64,14 @@ def encoder(spec: str) -> tuple[Any, dict[str, Any]]:
     return model.recipe.modules["T"].eval(), {"kind": "char", **model.recipe.cfg.text_arch()}
 
 
-def embed_texts(T: Any, arch: dict[str, Any], texts: list[str]) -> torch.Tensor:
-    return text.embed_texts(T, arch, texts, batch=512 if arch["kind"] == "char" else 64)
-
-
 def probe(folder: str) -> dict[str, float]:
     T, arch = encoder(folder)
     _, attrs, caps = shapes.generate(32, 0)
-    train_emb = F.normalize(embed_texts(T, arch, [c for cs in caps[:3000] for c in cs]), dim=1)
+    train_emb = F.normalize(text.embed_texts(T, arch, [c for cs in caps[:3000] for c in cs]), dim=1)
     train_attrs = attrs[:3000].repeat_interleave(shapes.CAPTIONS_PER_IMAGE, 0)
     combos = shapes.all_combinations(4)
     held, stated = shapes.held_out_captions(combos, seed=1)
-    held_emb = F.normalize(embed_texts(T, arch, held), dim=1)
+    held_emb = F.normalize(text.embed_texts(T, arch, held), dim=1)
     out = {}
     # cosine between training captions of two images: same five attributes, or differing in one only
     n = 1000
@@ -102,7 +98,7 @@ def pair_errors(folder: str, batches: int = 300, batch: int = 64) -> list[str]:
     T, arch = encoder(folder)
     _, attrs, caps = shapes.generate(32, 0)
     N, K = len(caps), shapes.CAPTIONS_PER_IMAGE
-    emb = embed_texts(T, arch, [c for cs in caps for c in cs]).view(N, K, -1)
+    emb = text.embed_texts(T, arch, [c for cs in caps for c in cs]).view(N, K, -1)
     cols = list(shapes.ATTRIBUTES)
     stated = stated_attributes(caps, 0).long()  # (N, K, 5): value index each caption states, -1 where open
     n_caps = torch.full((batch,), K)
@@ -143,7 +139,7 @@ def shape_pairs(folder: str) -> list[str]:
     attrs = shapes.all_combinations(1)  # (540, 5)
     caps = shapes.training_captions(attrs, 0)
     N, K = len(caps), shapes.CAPTIONS_PER_IMAGE
-    emb = embed_texts(T, arch, [c for cs in caps for c in cs]).view(N, K, -1)
+    emb = text.embed_texts(T, arch, [c for cs in caps for c in cs]).view(N, K, -1)
     row = {tuple(r): i for i, r in enumerate(attrs.tolist())}
     S, P = list(shapes.ATTRIBUTES).index("shape"), list(shapes.ATTRIBUTES).index("position")
     said = stated_attributes(caps, 0)  # (N, K, 5), -1 where the caption leaves the attribute open

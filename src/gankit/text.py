@@ -86,7 +86,7 @@ def minilm_encoder() -> tuple[Any, dict[str, Any], str]:
     import importlib.util
 
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     spec = importlib.util.find_spec(MINILM_PACKAGE)  # found, not imported: only its files are read
     if spec is None or spec.origin is None:
@@ -108,7 +108,7 @@ def minilm_encoder() -> tuple[Any, dict[str, Any], str]:
             "intermediate": conf["intermediate_size"], "max_positions": conf["max_position_embeddings"],
             "max_tokens": MINILM_MAX_TOKENS, "layer_norm_eps": conf["layer_norm_eps"]}
     try:
-        state = load_file(folder / "model.safetensors")
+        state = load(weights)  # the bytes read above: hashed and parsed from one read
     except (SafetensorError, OSError) as err:
         raise UsageError(f"{folder / 'model.safetensors'} is not a valid safetensors file ({err}); reinstall "
                          f"{MINILM_PACKAGE}") from None
@@ -131,6 +131,8 @@ def fit_minilm(T: Any, arch: dict[str, Any], sha: str, captions: list[list[str]]
     the shrunk ZCA whitening matrix C_δ^(-1/2), C_δ = C + δI with δ the mean variance (trace(C)/E),
     so that directions the captions vary little along are stretched at most sqrt(1 + trace/(E λ))
     fold, and unseen wordings' noise in them is not blown up. ``none``: the model's own output."""
+    if post == "none":
+        return sha
     unique, raw = caption_table(T, arch, sha, captions)  # (U, E) unit vectors, T.center = 0, T.whiten = I
     E = raw.shape[1]
     mu = raw.double().mean(0)
@@ -140,8 +142,6 @@ def fit_minilm(T: Any, arch: dict[str, Any], sha: str, captions: list[list[str]]
         lam, U = torch.linalg.eigh(x.T @ x / max(len(x) - 1, 1))  # covariance C = U diag(lam) U^T
         lam = lam.clamp_min(0) + lam.clamp_min(0).mean()
         W = U @ torch.diag(lam.rsqrt()) @ U.T
-    if post == "none":
-        return sha
     T.center.copy_(mu.float())
     T.whiten.copy_(W.float())
     sha2 = _sha(f"{sha}:{T.center.numpy().tobytes().hex()}{T.whiten.numpy().tobytes().hex()}".encode())[:16]
@@ -216,8 +216,10 @@ def load_encoder(folder: Path) -> tuple[Any, dict[str, Any], str]:
 
 
 @torch.no_grad()
-def embed_texts(T: Any, arch: dict[str, Any], texts: list[str], batch: int = 512) -> Tensor:
-    """float32 (len(texts), E) embeddings."""
+def embed_texts(T: Any, arch: dict[str, Any], texts: list[str], batch: int | None = None) -> Tensor:
+    """float32 (len(texts), E) embeddings, ``batch`` captions a pass (default: 512 for the small
+    char-CNN-RNN, 64 for MiniLM, whose attention activations grow with the batch)."""
+    batch = batch or (512 if arch.get("kind", "char") == "char" else 64)
     out = [T(tokenize(T, arch, texts[i : i + batch])) for i in range(0, len(texts), batch)]
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -245,7 +247,7 @@ def caption_table(T: Any, arch: dict[str, Any], sha: str, captions: list[list[st
         table = None
     if table is None:
         log.info("embedding %d distinct captions", len(unique))
-        table = embed_texts(T, arch, unique, batch=512 if arch.get("kind", "char") == "char" else 64)
+        table = embed_texts(T, arch, unique)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = save({"emb": table.contiguous()})
     atomic_write(path, lambda f: f.write(blob))

@@ -237,7 +237,7 @@ class MiniLM(nn.Module):
     def wordpiece(self) -> WordPiece:
         """The tokenizer of the vocabulary in the ``vocab`` buffer."""
         if self._wordpiece is None:
-            words = bytes(self.vocab.cpu().tolist()).decode("utf-8").split("\n")
+            words = self.vocab.cpu().numpy().tobytes().decode("utf-8").split("\n")
             self._wordpiece = WordPiece(words[:-1] if words and words[-1] == "" else words)
         return self._wordpiece
 
