@@ -118,6 +118,19 @@ def test_standing_stats_validation():
         Config(standing_stats=0).validate()
 
 
+def test_info_cat_validation():
+    from gankit.recipes.dcgan import DCGANConfig
+
+    for bad in (1, 101):
+        with pytest.raises(UsageError, match=f"info_cat must be 0 \\(off\\) or a number of categories in \\[2, "
+                                             f"z_dim=100\\], got {bad}"):
+            DCGANConfig(info_cat=bad).validate()
+    with pytest.raises(UsageError, match="lambda_info must be >= 0, got -1"):
+        DCGANConfig(info_cat=10, lambda_info=-1.0).validate()
+    DCGANConfig(info_cat=10).validate()
+    DCGANConfig(info_cat=0).validate()
+
+
 def test_yaml_roundtrip(tmp_path):
     import yaml
 

@@ -21,7 +21,10 @@ TINY = {
     "gan-image": ("digits", ["hidden=16", "depth=1", "batch=8", "loss=minimax"]),
     "dcgan": ("digits", ["width=4", "width_d=2", "batch=8", "ema=true", "r1_gamma=1"]),
     "dcgan-wgan": ("digits", ["width=4", "width_d=none", "batch=8", "loss=wgan_gp", "k=2", "spectral_norm=true"]),
-    "dcgan-aug": ("digits", ["width=4", "width_d=4", "batch=8", "augment=translation,cutout", "ema=false", "lr=2e-4"]),
+    "dcgan-aug": ("digits", ["width=4", "width_d=4", "batch=8", "augment=translation,cutout", "ema=false", "lr=2e-4",
+                             "info_cat=0"]),  # the plain game (no InfoGAN code)
+    # InfoGAN's categorical code and Q head, with k = 2 D steps (the code of each D step's own latents)
+    "dcgan-info": ("digits", ["width=4", "width_d=2", "batch=8", "info_cat=3", "k=2", "z_dim=8"]),
     # 16 px, tiny nets; pool of 3 (full after 2 steps of batch 2, so resume crosses a full pool);
     # an explicit lr schedule that decays within the 6 steps of the resume test
     "cyclegan": ("mnist2mnistm", ["ngf=2", "ndf=2", "n_blocks=1", "size=16", "batch=2", "pool_size=3",

@@ -79,6 +79,15 @@ def test_kl_normal_closed_form():
     assert losses.kl_normal(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
 
 
+def test_info_nll_is_minus_mean_log_q():
+    logits = torch.randn(7, 4, dtype=torch.float64)
+    code = torch.tensor([0, 3, 1, 1, 2, 0, 3])
+    naive = -sum(math.log(math.exp(logits[i, code[i]]) / sum(math.exp(v) for v in logits[i])) for i in range(7)) / 7
+    assert losses.info_nll(logits, code).item() == pytest.approx(naive)
+    # a Q that cannot tell the codes apart pays log k: the bound's L_I is 0 (no information)
+    assert losses.info_nll(torch.zeros(5, 10), torch.arange(5)).item() == pytest.approx(math.log(10))
+
+
 def test_registry_pairs():
     assert set(losses.LOSSES) == {"non_saturating", "minimax", "hinge", "lsgan", "wgan_gp"}
     assert losses.LOSSES["minimax"][0] is losses.LOSSES["non_saturating"][0]  # same D objective

@@ -13,7 +13,7 @@ the log-sigmoid terms are computed stably with softplus: ``log D = -softplus(-l)
 - wgan (Arjovsky et al. 2017): critic ``E[l_f] - E[l_r]``; G ``-E[l_f]``; with
   :func:`gradient_penalty` (Gulrajani et al. 2017, arXiv:1704.00028) this is WGAN-GP.
 - :func:`r1_penalty` (Mescheder et al. 2018), :func:`kl_normal` (for StackGAN's conditioning
-  augmentation).
+  augmentation), :func:`info_nll` (InfoGAN's mutual-information bound, Chen et al. 2016).
 
 All D/G losses are *minimised*; the sign conventions above are already applied.
 """
@@ -97,6 +97,13 @@ def r1_penalty(real_out: Tensor, real: Tensor) -> Tensor:
 def kl_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(μ, σ²) ‖ N(0, I)) summed over dimensions, averaged over the batch."""
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
+
+
+def info_nll(q_logits: Tensor, code: Tensor) -> Tensor:
+    """InfoGAN's (Chen et al. 2016, arXiv:1606.03657, eq. 4) variational bound for a categorical
+    code, minimised by G and Q: -E log Q(c | G(z, c)) = H(c) - L_I(G, Q) >= H(c) - I(c; G(z, c)).
+    ``q_logits`` (B, k), ``code`` (B,) int. H(c) (log k for a uniform code) is a constant, left out."""
+    return F.cross_entropy(q_logits, code)
 
 
 def d_matching_aware(real_right: Tensor, real_wrong: Tensor, fake_right: Tensor) -> Tensor:

@@ -13,13 +13,17 @@ product it is (``ProjectZ``): same parameter, same result, faster on CPU.
 
 Options (not in the paper, off by default): ``d_norm`` "none"/"layer" for losses whose gradient
 penalty is per sample (WGAN-GP) and for spectrally normalised D (Miyato et al. 2018,
-arXiv:1802.05957), where BN in D is customarily dropped.
+arXiv:1802.05957), where BN in D is customarily dropped. ``cat`` / ``q_dim``: InfoGAN's categorical
+latent code (Chen et al. 2016, arXiv:1606.03657): G also reads c = one_hot(argmax z[:cat]), and D's
+last convolution has ``q_dim`` more output channels, the logits of Q(c | x) on D's shared
+features (see ``gankit.recipes.dcgan``).
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
@@ -55,14 +59,18 @@ class ProjectZ(nn.ConvTranspose2d):
 
 
 class DCGANGenerator(nn.Module):
-    """z (B, z_dim) -> image (B, C, S, S) in [-1, 1]."""
+    """z (B, z_dim) -> image (B, C, S, S) in [-1, 1]. With ``cat`` = k > 0, G's input is z and the
+    one-hot categorical code one_hot(argmax z[:k]) (B, z_dim + k): z ~ N(0, I) makes the code uniform
+    over k values, so sampling and exports keep one Gaussian latent."""
 
-    def __init__(self, z_dim: int, channels: int, size: int, width: int) -> None:
+    def __init__(self, z_dim: int, channels: int, size: int, width: int, cat: int = 0) -> None:
         super().__init__()
+        if not 0 <= cat <= z_dim:
+            raise ValueError(f"cat must be in [0, z_dim={z_dim}], got {cat}")
         stages = num_stages(size)
         ch = width * 2 ** (stages - 1)
         layers: list[nn.Module] = [
-            ProjectZ(z_dim, ch, 4, 1, 0, bias=False),  # (B, ch, 4, 4)
+            ProjectZ(z_dim + cat, ch, 4, 1, 0, bias=False),  # (B, ch, 4, 4)
             nn.BatchNorm2d(ch),
             nn.ReLU(True),
         ]
@@ -71,16 +79,28 @@ class DCGANGenerator(nn.Module):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]  # (B, C, S, S)
         self.net = nn.Sequential(*layers)
-        self.z_dim = z_dim
+        self.z_dim, self.cat = z_dim, cat
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z.view(z.shape[0], self.z_dim, 1, 1))
+        z = z.reshape(z.shape[0], self.z_dim)
+        if self.cat:
+            code = nn.functional.one_hot(latent_category(z, self.cat), self.cat).to(z.dtype)  # (B, k)
+            z = torch.cat([z, code], 1)
+        return self.net(z[:, :, None, None])
+
+
+def latent_category(z: Tensor, k: int) -> Tensor:
+    """InfoGAN's categorical code carried by a Gaussian latent: argmax z[:, :k] (B,), uniform over k."""
+    return z[:, :k].argmax(1)
 
 
 class DCGANDiscriminator(nn.Module):
-    """image (B, C, S, S) -> logit (B,)."""
+    """image (B, C, S, S) -> logit (B,); with ``q_dim`` = k > 0, (B, 1 + k): the logit, then the
+    k logits of InfoGAN's Q(c | x), one 4x4 convolution on the same features (the paper's Q shares
+    all of D but its last layer)."""
 
-    def __init__(self, channels: int, size: int, width: int, norm: str = "batch", spectral_norm: bool = False) -> None:
+    def __init__(self, channels: int, size: int, width: int, norm: str = "batch", spectral_norm: bool = False,
+                 q_dim: int = 0) -> None:
         super().__init__()
         stages = num_stages(size)
         wrap = _sn if spectral_norm else (lambda m: m)
@@ -89,11 +109,13 @@ class DCGANDiscriminator(nn.Module):
         for _ in range(stages - 1):  # each halves H, W and doubles channels
             layers += [wrap(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=norm == "none")), _norm(norm, ch * 2), nn.LeakyReLU(0.2, True)]
             ch *= 2
-        layers.append(wrap(nn.Conv2d(ch, 1, 4, 1, 0, bias=False)))  # (B, 1, 1, 1)
+        layers.append(wrap(nn.Conv2d(ch, 1 + q_dim, 4, 1, 0, bias=False)))  # (B, 1 + q_dim, 1, 1)
         self.net = nn.Sequential(*layers)
+        self.q_dim = q_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten()  # (B,)
+        out = self.net(x).flatten(1)  # (B, 1 + q_dim)
+        return out[:, 0] if not self.q_dim else out
 
 
 def dcgan_init_(module: nn.Module) -> None:

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from gankit.augment import diff_augment
 from gankit.errors import UsageError
-from gankit.losses import LOSSES, gradient_penalty, r1_penalty
+from gankit.losses import LOSSES, gradient_penalty, info_nll, r1_penalty
 from gankit.models.gan import MLPDiscriminator, MLPGenerator
 from gankit.recipes.base import Recipe, StepContext
 
@@ -120,6 +120,11 @@ class GANRecipe(Recipe):
         pac = getattr(self.cfg, "pac", 1)
         return self.modules["D"](x if pac == 1 else x.reshape(x.shape[0] // pac, pac, *x.shape[1:]))
 
+    def latent_code(self, z: Tensor) -> Tensor | None:
+        """The categorical code G reads from latent ``z`` and Q must recover (InfoGAN; dcgan's
+        ``info_cat``), or None: the plain game."""
+        return None
+
     def train_step(self, ctx: StepContext, batch: Tensor) -> dict[str, Tensor]:
         c = self.cfg
         G, D = self.modules["G"], self._packed_D
@@ -127,33 +132,49 @@ class GANRecipe(Recipe):
         if policy:  # DiffAugment: D sees real and fake through the same random transforms
             D = lambda x: self._packed_D(diff_augment(x, policy, ctx.rand(x.shape[0], 2 * len(policy))))  # noqa: E731
         d_loss_fn, g_loss_fn = LOSSES[c.loss]
+        lambda_info = getattr(c, "lambda_info", 0.0)
         B = batch.shape[0]
-        fake = G(ctx.randn(B, c.z_dim))  # kept with its graph for the G step below
-        real = batch
+        z = ctx.randn(B, c.z_dim)
+        fake = G(z)  # kept with its graph for the G step below
+        real, z_d = batch, z
         for i in range(c.k):
             if i == 0:
                 fake_d = fake.detach()
             else:  # Algorithm 1: fresh minibatches for every D step
-                real = ctx.next_batch()
+                real, z_d = ctx.next_batch(), ctx.randn(B, c.z_dim)
                 with torch.no_grad():
-                    fake_d = G(ctx.randn(B, c.z_dim))
+                    fake_d = G(z_d)
             r1 = c.r1_gamma
             if r1:
                 real = real.detach().requires_grad_(True)
             out_real, out_fake = D(real), D(fake_d)  # separate passes: BN sees pure batches
+            code = self.latent_code(z_d)
+            if code is not None:  # D's output (B, 1 + k): the logit, then Q(c | x)'s logits
+                out_real, (out_fake, q_fake) = out_real[:, 0], (out_fake[:, 0], out_fake[:, 1:])
             if c.label_smoothing:  # validate() allows it only with the BCE losses
                 loss_d = d_loss_fn(out_real, out_fake, 1.0 - c.label_smoothing)
             else:
                 loss_d = d_loss_fn(out_real, out_fake)
             if r1:
                 loss_d = loss_d + 0.5 * r1 * r1_penalty(out_real, real)
-            if c.loss == "wgan_gp":
+            if c.loss == "wgan_gp":  # the penalty is on the critic's value alone, not on Q's logits
                 alpha = ctx.rand(B, *([1] * (real.dim() - 1)))
-                loss_d = loss_d + c.lambda_gp * gradient_penalty(D, real, fake_d, alpha)
+                critic = D if code is None else (lambda x: D(x)[:, 0])
+                loss_d = loss_d + c.lambda_gp * gradient_penalty(critic, real, fake_d, alpha)
+            if code is not None:  # Q (D's last layer and, through it, D's body) learns to read the code
+                loss_d = loss_d + lambda_info * info_nll(q_fake, code)
             ctx.optimize("D", loss_d)
-        loss_g = g_loss_fn(D(fake))
+        out_g = D(fake)
+        code = self.latent_code(z)
+        if code is not None:
+            loss_info = info_nll(out_g[:, 1:], code)
+            loss_g = g_loss_fn(out_g[:, 0]) + lambda_info * loss_info  # G must make its code readable
+        else:
+            loss_g = g_loss_fn(out_g)
         ctx.optimize("G", loss_g)  # backward reaches G's parameters only (D's are not its inputs)
         logs: dict[str, Tensor] = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
+        if code is not None:
+            logs["info"] = loss_info.detach()  # -log Q(c | G(z)); log k when G ignores the code
         if c.loss in ("non_saturating", "minimax"):  # D's probabilities are meaningful here
             logs["D_real"] = torch.sigmoid(out_real.detach()).mean()
             logs["D_fake"] = torch.sigmoid(out_fake.detach()).mean()
