@@ -11,6 +11,9 @@ Both train one after the other in this process on the built-in MNIST (5,000 digi
 each for the same wall-clock budget; each then draws ``--n`` samples (seed 0), which are scored
 with ``gankit.metrics.evaluate`` (lenet features: fid_lenet, kid_lenet, is_lenet,
 precision/recall, classes_lenet). The ratio fid(textbook) / fid(gankit) is printed last.
+When gankit's run has InfoGAN's categorical code (``info_cat``, on by default), it also prints,
+for each code, the lenet class most of its samples get and that class's share, and ``--grids``
+writes ``qpm_gankit_codes.png`` (row c: ten samples whose code is c).
 
     python benchmarks/quality_per_minute.py                       # 3 + 3 minutes, ~8 min total
     python benchmarks/quality_per_minute.py --only gankit --set width=32
@@ -30,8 +33,8 @@ from torch import nn
 
 from gankit.data import load_dataset
 from gankit.data.dataset import fit_size
-from gankit.metrics.evaluate import evaluate
-from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+from gankit.metrics.evaluate import evaluate, extract
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_, latent_category
 
 SHOWN = ("fid_lenet", "kid_lenet", "is_lenet", "precision_lenet", "recall_lenet", "classes_lenet")
 
@@ -86,7 +89,33 @@ def gankit_run(seconds: float, n: int, seed: int, overrides: list[str], out: Pat
     batch = model.config["hparams"]["batch"]
     info = {"steps": steps, "seconds": elapsed, "img_per_s": (steps or 0) * batch / elapsed,
             "hparams": model.config["hparams"]}
-    return model.sample(n, seed=0), info
+    fake = model.sample(n, seed=0)
+    k = model.config["hparams"].get("info_cat", 0)
+    if k:  # the same latents model.sample drew (seed 0): which InfoGAN code each sample had
+        info["codes"] = latent_category(model.recipe.data_inputs(n, torch.Generator().manual_seed(0)), k)
+    return fake, info
+
+
+def code_report(fake: torch.Tensor, codes: torch.Tensor, k: int) -> tuple[list[str], torch.Tensor]:
+    """How InfoGAN's categorical code maps to lenet's digit classes: for each code, its samples'
+    most frequent class and that class's share (1 = the code fixes the digit); and a k x 10 grid,
+    row c = the first 10 samples whose code is c."""
+    from gankit.metrics.lenet import load_lenet
+
+    lenet, _ = load_lenet()
+    cls = extract(lenet, fake.clamp(-1, 1))[1].argmax(1)  # (n,)
+    lines, shares, tops = [], [], set()
+    for c in range(k):
+        counts = torch.bincount(cls[codes == c], minlength=10)
+        top = int(counts.argmax())
+        tops.add(top)
+        shares.append(float(counts[top]) / max(1, int(counts.sum())))
+        lines.append(f"code {c}: {int(counts.sum())} samples, digit {top} in {shares[-1]:.1%}")
+    lines.append(f"mean share of each code's top digit: {sum(shares) / k:.1%}; the codes' top digits cover "
+                 f"{len(tops)} of 10 classes")
+    rows = [fake[codes == c][:10] for c in range(k)]
+    grid = torch.cat([torch.cat([r, -torch.ones(10 - len(r), *fake.shape[1:])]) for r in rows])
+    return lines, grid
 
 
 def main() -> None:
@@ -113,12 +142,18 @@ def main() -> None:
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 fake, info = gankit_run(a.minutes * 60, a.n, a.seed, a.overrides, Path(tmp) / "run")
+        codes = info.pop("codes", None)
         scores = evaluate(fake.clamp(-1, 1), data, seed=0)
         results[name] = {**info, **{k: scores[k] for k in SHOWN}}
         if a.grids:
             from gankit import viz
 
             viz.save_grid(fake[:64], a.grids / f"qpm_{name}.png", upscale=2)
+        if codes is not None:
+            lines, grid = code_report(fake, codes, info["hparams"]["info_cat"])
+            print("  InfoGAN code -> lenet class:\n    " + "\n    ".join(lines), flush=True)
+            if a.grids:
+                viz.save_grid(grid, a.grids / "qpm_gankit_codes.png", nrow=10, upscale=2)
         print(f"  {name}: " + "  ".join(f"{k} {results[name][k]:.4g}" if isinstance(results[name][k], float)
                                        else f"{k} {results[name][k]}" for k in ("steps", "img_per_s", *SHOWN)),
               flush=True)
