@@ -324,7 +324,14 @@ rate for both is the paper's form. In the 15-minute check (``benchmarks/text2ima
 1.50 sizes of 2, but split unevenly between the sizes (balance 0.16 and 0.12 against 0.33 and
 0.21): 82-99 % of each shape is drawn small. G 1e-3 with D 5e-4 (the 1,500-step balance 0.40),
 seed 0, right after: 2,995 GAN steps, shape 91.4 %, balance 0.19, so it does not buy the size
-balance back either.
+balance back either. Nor is G's contrastive term what pulls open captions to one size (an open
+caption's embedding lies nearer the small caption's: mean cosine 0.93 against 0.91 for circles,
+0.92 against 0.86 for squares; scratch probe on the seed-0 encoder): at 1,500 steps
+``lambda_con_g=0`` gave balance 0.29 against 0.31 (drawn small: circles 54 %, squares 92 %,
+triangles 97 %, against 57 / 90 / 99 %) and shape 0.819 against 0.881 (2026-12-03; the
+reference rerun that day gave the same figures as on 12-02). A stronger mode-seeking term buys
+balance with shape: ``lambda_ms=0.2`` balance 0.40, shape 0.833; a second latent for every
+caption (``ms_pairs=64``, 0.80x the img/s) balance 0.28, shape 0.853. Neither is kept.
 """
 
 from __future__ import annotations
