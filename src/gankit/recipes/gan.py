@@ -94,6 +94,12 @@ def validate_common(cfg: object, positive: tuple[str, ...]) -> None:
         raise UsageError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}")
 
 
+def heads(out: Tensor, code: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """D's output split into (logit (B,), Q(c | x)'s logits (B, k) or None): with a latent code D
+    returns (B, 1 + k), the logit first (``gankit.models.dcgan.DCGANDiscriminator``'s ``q_dim``)."""
+    return (out, None) if code is None else (out[:, 0], out[:, 1:])
+
+
 class GANRecipe(Recipe):
     """Trains ``G`` and ``D``; ``_packed_D`` is where subclasses may change how D sees a batch."""
 
@@ -147,10 +153,8 @@ class GANRecipe(Recipe):
             r1 = c.r1_gamma
             if r1:
                 real = real.detach().requires_grad_(True)
-            out_real, out_fake = D(real), D(fake_d)  # separate passes: BN sees pure batches
             code = self.latent_code(z_d)
-            if code is not None:  # D's output (B, 1 + k): the logit, then Q(c | x)'s logits
-                out_real, (out_fake, q_fake) = out_real[:, 0], (out_fake[:, 0], out_fake[:, 1:])
+            (out_real, _), (out_fake, q_fake) = heads(D(real), code), heads(D(fake_d), code)  # BN: pure batches
             if c.label_smoothing:  # validate() allows it only with the BCE losses
                 loss_d = d_loss_fn(out_real, out_fake, 1.0 - c.label_smoothing)
             else:
@@ -159,18 +163,17 @@ class GANRecipe(Recipe):
                 loss_d = loss_d + 0.5 * r1 * r1_penalty(out_real, real)
             if c.loss == "wgan_gp":  # the penalty is on the critic's value alone, not on Q's logits
                 alpha = ctx.rand(B, *([1] * (real.dim() - 1)))
-                critic = D if code is None else (lambda x: D(x)[:, 0])
+                critic = lambda x: heads(D(x), code)[0]  # noqa: E731
                 loss_d = loss_d + c.lambda_gp * gradient_penalty(critic, real, fake_d, alpha)
             if code is not None:  # Q (D's last layer and, through it, D's body) learns to read the code
                 loss_d = loss_d + lambda_info * info_nll(q_fake, code)
             ctx.optimize("D", loss_d)
-        out_g = D(fake)
         code = self.latent_code(z)
+        out_g, q_g = heads(D(fake), code)
+        loss_g = g_loss_fn(out_g)
         if code is not None:
-            loss_info = info_nll(out_g[:, 1:], code)
-            loss_g = g_loss_fn(out_g[:, 0]) + lambda_info * loss_info  # G must make its code readable
-        else:
-            loss_g = g_loss_fn(out_g)
+            loss_info = info_nll(q_g, code)
+            loss_g = loss_g + lambda_info * loss_info  # G must make its code readable
         ctx.optimize("G", loss_g)  # backward reaches G's parameters only (D's are not its inputs)
         logs: dict[str, Tensor] = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
         if code is not None:
