@@ -18,6 +18,13 @@ the share in the medium band, and a 12-bin histogram of the open-caption areas.
 ``--interpolate``: also feed G embeddings between the plain "small" and "large" captions,
 (1-β)·φ(small) + β·φ(large), and print the median area and medium share at each β: a G that reads
 size as a continuous quantity grows the object gradually, one that picks a size jumps.
+
+``--distances``: what the mode-seeking term pays for, through the run's trained D (its last
+checkpoint). For real ``shapes`` images at the run's side that differ only in position, the mean
+L1 distance (per component) of each ``ms_space`` view between the two, separately for small and
+for large objects, their ratio, and the distance when only the size changes. A view in which
+moving a small object counts for more than moving a large one (ratio above 1) pays G, under the
+term, for drawing small objects where the caption leaves the size open.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 
 from gankit import load
 from gankit.data import shapes
+from gankit.engine import checkpoint
 
 def areas(images: torch.Tensor, backgrounds: list[str]) -> torch.Tensor:
     """(N,) share of pixels off the background colour; ``images`` float [-1, 1] or uint8 (N, 3, H, W)."""
@@ -99,16 +107,65 @@ def interpolation(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, s
     return lines
 
 
+def distances(run: str, r: Any) -> list[str]:
+    """Each mode-seeking view's distance between real images that differ only in position (small
+    objects, large objects) or only in size, through ``run``'s trained D."""
+    from pathlib import Path
+
+    from gankit.recipes.text2image import ms_view
+
+    state = checkpoint.load_latest(Path(run) / "checkpoints")
+    if state is None:
+        raise SystemExit(f"{run}: --distances needs a run directory with checkpoints (D is not in exports)")
+    D = r.modules["D"]
+    D.load_state_dict(state["modules"]["D"])
+    D.eval()
+    attrs = shapes.all_combinations(1)  # (540, 5): every combination once
+    x = shapes.draw_attributes(attrs, r.spec.shape[-1], 0).float().div(127.5).sub(1)
+    with torch.no_grad():
+        h = D.image(x)  # (540, ch, 4, 4)
+    index = {tuple(a): i for i, a in enumerate(attrs.tolist())}
+    col = list(shapes.ATTRIBUTES)
+
+    def pairs(attr: str, where: dict[str, int]) -> tuple[list[int], list[int]]:
+        """Rows (i, j) that differ only in ``attr`` (i's value below j's), with ``where`` fixed."""
+        k, first, second = col.index(attr), [], []
+        for a in attrs.tolist():
+            if any(a[col.index(c)] != v for c, v in where.items()):
+                continue
+            for v in range(a[k] + 1, len(shapes.ATTRIBUTES[attr])):
+                b = list(a)
+                b[k] = v
+                first.append(index[tuple(a)])
+                second.append(index[tuple(b)])
+        return first, second
+
+    small, large = (pairs("position", {"size": i}) for i in range(2))
+    resized = pairs("size", {})
+    lines = [f"{run} (step {state['step']}): mean |a - b| between real images, {len(small[0])} pairs per size"]
+    for space in ("occupancy", "layout", "features", "pixels"):
+        v = ms_view(space, x, h).flatten(1)
+        d = [float((v[i] - v[j]).abs().mean()) for i, j in (small, large, resized)]
+        lines.append(f"  {space:10s} moved: small {d[0]:.4f}, large {d[1]:.4f}, ratio {d[0] / d[1]:.2f}; "
+                     f"resized in place {d[2]:.4f}")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="text2image run directories or exports")
     p.add_argument("--n", type=int, default=30, help="samples per caption (default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interpolate", action="store_true", help="also areas between the small and large captions")
+    p.add_argument("--distances", action="store_true",
+                   help="only the mode-seeking views' distances between real images, through the run's trained D")
     a = p.parse_args()
     refs: dict[int, dict[tuple[str, str], float]] = {}
     for run in a.runs:
         r = load(run).recipe
+        if a.distances:
+            print("\n".join(distances(run, r)), flush=True)
+            continue
         side = r.spec.shape[-1]
         if side not in refs:  # real images drawn and measured once per side
             refs[side] = real_medians(side)

@@ -14,7 +14,7 @@ from gankit.cli import main
 from gankit.data import load_dataset, shapes
 from gankit.engine.loop import BatchSampler
 from gankit.errors import DataError
-from gankit.losses import (contrastive_match, d_matching_aware, different_class, feature_layout, misdescribes, mode_seeking,
+from gankit.losses import (contrastive_match, d_matching_aware, different_class, feature_layout, feature_occupancy, misdescribes, mode_seeking,
                            sje_loss)
 from gankit.models.text_encoder import CharCNNRNN, tokenize
 from gankit.train import train
@@ -305,6 +305,35 @@ def test_mode_seeking_term_in_d_features_or_pixels():
     assert torch.allclose(mode_seeking_term("pixels", D, a, b, h, z1, z2), mode_seeking(a, b, z1, z2))
     lay = mode_seeking(feature_layout(h), feature_layout(D.image(b)), z1, z2)
     assert torch.allclose(mode_seeking_term("layout", D, a, b, h, z1, z2), lay, rtol=1e-4)
+    occ = feature_occupancy(torch.cat([h, D.image(b)]))  # normalised over both images' features together
+    assert torch.allclose(mode_seeking_term("occupancy", D, a, b, h, z1, z2), mode_seeking(occ[:4], occ[4:], z1, z2),
+                          rtol=1e-4)
+
+
+def test_feature_occupancy_keeps_how_much():
+    h = torch.zeros(2, 3, 2, 2)
+    h[0, :, 0, 0] = torch.tensor([3.0, 4.0, 0.0])  # a small object: norm 5 in one cell
+    h[1, :, :, :1] = torch.tensor([3.0, 4.0, 0.0])[:, None, None]  # a large one: norm 5 in two cells
+    occ = feature_occupancy(h)  # mean over all 8 cells 15 / 8
+    want = torch.tensor([[5.0, 0, 0, 0], [5.0, 0, 5.0, 0]]) / (15 / 8)
+    assert torch.allclose(occ, want, atol=1e-3)
+    assert float(occ[1].sum()) == pytest.approx(2 * float(occ[0].sum()), rel=1e-3)  # the layout would give both the same total
+    assert torch.allclose(feature_layout(h).sum(1), torch.full((2,), 4.0), atol=1e-3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 6, 4, 4, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    assert torch.allclose(feature_occupancy(torch.einsum("dc,bchw->bdhw", q, x)), feature_occupancy(x), atol=1e-5)
+    assert torch.allclose(feature_occupancy(3 * x), feature_occupancy(x), atol=1e-5)  # scale-free over the batch
+    assert float(feature_occupancy(x).mean()) == pytest.approx(1.0)
+    # an object moved to a disjoint place: a 1-cell and a 4-cell one. The layout counts both moves
+    # alike (each image's peaks are scaled to the same mean), occupancy by area, as pixels would
+    small_a, small_b, large_a, large_b = torch.zeros(4, 1, 1, 4, 4)
+    small_a[..., 0, 0] = small_b[..., 3, 3] = 1.0
+    large_a[..., :2, :2] = large_b[..., 2:, 2:] = 1.0
+    imgs = torch.cat([small_a, small_b, large_a, large_b])
+    for f, want_ratio in ((feature_layout, 1.0), (feature_occupancy, 0.25)):
+        v = f(imgs)
+        assert float((v[0] - v[1]).abs().sum() / (v[2] - v[3]).abs().sum()) == pytest.approx(want_ratio, rel=1e-2)  # eps: 1e-4 per empty cell
 
 
 def test_feature_layout_reads_where_not_what():
@@ -337,6 +366,9 @@ def test_mode_seeking_pair_reads_rows_i_and_batch_plus_i():
     for space in ("features", "pixels", "layout"):
         want = mode_seeking_term(space, D, fake[:n], fake2, D.image(fake[:n]), z[:n], z2)
         assert torch.allclose(mode_seeking_pair(space, joined, h_all, z, z2), want, rtol=1e-4)
+    occ = feature_occupancy(h_all)  # normalised over the whole joined batch, not only the 2n rows compared
+    assert torch.allclose(mode_seeking_pair("occupancy", joined, h_all, z, z2),
+                          mode_seeking(occ[:n], occ[B:], z[:n], z2), rtol=1e-4)
     copies = torch.cat([fake, fake[:n]])  # the second latents' images equal their partners': heavily penalised
     assert mode_seeking_pair("pixels", copies, D.image(copies), z, z2) > 1e4
     shifted = torch.cat([fake, fake[1:n + 1]])  # equal to other rows' images only: not penalised

@@ -103,7 +103,7 @@ class StackGANConfig(TextGANSettings):  # batch, D (spectral_norm, projection, w
     n_res: int = 2
     kl_weight: float = 1.0  # λ
     lambda_ms: float = 0.1  # mode-seeking term in Stage-I (MSGAN); 0 = the paper's objective
-    ms_space: Literal["features", "layout", "pixels"] = "features"  # its distance: D1's 4x4 features, where they respond, or pixels (MSGAN's)
+    ms_space: Literal["features", "occupancy", "layout", "pixels"] = "features"  # its distance: D1's 4x4 features, where (and how much) they respond, or pixels (MSGAN's)
     lr: float = 2e-4
     betas: tuple[float, ...] = (0.5, 0.999)
     lr_decay_epochs: int = 100  # the learning rate halves every this many epochs
