@@ -30,6 +30,7 @@ term, for drawing small objects where the caption leaves the size open.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,8 +111,6 @@ def interpolation(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, s
 def distances(run: str, r: Any) -> list[str]:
     """Each mode-seeking view's distance between real images that differ only in position (small
     objects, large objects) or only in size, through ``run``'s trained D."""
-    from pathlib import Path
-
     from gankit.recipes.text2image import ms_view
 
     state = checkpoint.load_latest(Path(run) / "checkpoints")

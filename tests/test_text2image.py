@@ -14,8 +14,8 @@ from gankit.cli import main
 from gankit.data import load_dataset, shapes
 from gankit.engine.loop import BatchSampler
 from gankit.errors import DataError
-from gankit.losses import (contrastive_match, d_matching_aware, different_class, feature_layout, feature_occupancy, misdescribes, mode_seeking,
-                           sje_loss)
+from gankit.losses import (contrastive_match, d_matching_aware, different_class, feature_layout, feature_occupancy,
+                           misdescribes, mode_seeking, sje_loss)
 from gankit.models.text_encoder import CharCNNRNN, tokenize
 from gankit.train import train
 

@@ -161,13 +161,19 @@ def misdescribes(stated: Tensor, attrs: Tensor) -> Tensor:
     return ((said >= 0) & (said != attrs[:, None, :])).any(-1)
 
 
+def cell_norms(h: Tensor, eps: float = 1e-8) -> Tensor:
+    """‖h[:, :, y, x]‖ of a feature map (B, ch, H, W), flattened to (B, H·W); ``eps`` keeps the
+    gradient finite where a cell is all zeros."""
+    return h.pow(2).sum(1).add(eps).sqrt().flatten(1)
+
+
 def feature_layout(h: Tensor, eps: float = 1e-8) -> Tensor:
     """Where a feature map (B, ch, H, W) holds content: each cell's feature norm ‖h[:, :, y, x]‖,
     divided by the image's mean over cells, flattened to (B, H·W) (mean 1 per image). Unchanged by
     any rotation of the channel space, so it does not say *what* the features encode, only where
     and how widely they respond: an object moved or resized changes it, one redrawn in place as
     another shape barely does."""
-    e = h.pow(2).sum(1).add(eps).sqrt().flatten(1)  # (B, H·W)
+    e = cell_norms(h, eps)  # (B, H·W)
     return e / e.mean(1, keepdim=True)
 
 
@@ -179,7 +185,7 @@ def feature_occupancy(h: Tensor, eps: float = 1e-8) -> Tensor:
     few cells tall peaks, so two small objects in different places lie farther apart than two
     large ones (1.75x through a trained text2image D, against 1.09x here), and a distance that G
     is paid to grow then pays it for drawing small."""
-    e = h.pow(2).sum(1).add(eps).sqrt().flatten(1)  # (B, H·W)
+    e = cell_norms(h, eps)  # (B, H·W)
     return e / e.mean()
 
 

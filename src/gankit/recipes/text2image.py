@@ -485,7 +485,9 @@ def ms_view(space: str, images: Tensor, h: Tensor) -> Tensor:
     ``occupancy`` (``feature_occupancy``: where and how much, normalised over all N images)."""
     if space == "pixels":
         return images
-    return {"layout": feature_layout, "occupancy": feature_occupancy}.get(space, lambda v: v)(h)
+    if space == "features":
+        return h
+    return {"layout": feature_layout, "occupancy": feature_occupancy}[space](h)
 
 
 def mode_seeking_term(space: str, D: MatchingDiscriminator, fake: Tensor, fake2: Tensor, h_fake: Tensor, z: Tensor,
