@@ -1,6 +1,6 @@
 """Which sizes does a text2image run draw when the caption leaves the size open?
 
-    python benchmarks/text2image_sizes.py RUN [RUN ...] [--n 30]
+    python benchmarks/text2image_sizes.py RUN [RUN ...] [--n 30] [--interpolate | --distances | --logits]
 
 The attribute classifier of ``gankit eval`` must call every image small or large. This script
 looks at the object itself: for each shape, it draws ``n`` samples for every colour and background
@@ -24,7 +24,17 @@ checkpoint). For real ``shapes`` images at the run's side that differ only in po
 L1 distance (per component) of each ``ms_space`` view between the two, separately for small and
 for large objects, their ratio, and the distance when only the size changes. A view in which
 moving a small object counts for more than moving a large one (ratio above 1) pays G, under the
-term, for drawing small objects where the caption leaves the size open.
+term, for drawing small objects where the caption leaves the size open. Then, what the term rewards
+in expectation: the mean distance between two real images of one colour, shape and background
+drawn from both sizes (as the data is), from small objects only and from large only. A view in
+which small-only lies farther apart than both sizes pays G for dropping the large ones.
+
+``--logits``: what D (the run's last checkpoint) says about real images of each size under a
+caption that leaves the size open: D's mean logit, and its projection and concatenation parts,
+for the 270 small and 270 large real images (every colour, shape, background and position once)
+under the held-out open caption, a training open caption ("this image shows a ... backdrop"),
+"a {colour} {shape}", and the plain small and large captions. A D that favours small objects
+for open captions would pull G toward them; one that favours large ones does not.
 """
 
 from __future__ import annotations
@@ -108,17 +118,23 @@ def interpolation(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, s
     return lines
 
 
+def trained_d(run: str, r: Any) -> tuple[Any, int]:
+    """``run``'s D from its last checkpoint, in eval mode (exports hold no D), and that step."""
+    state = checkpoint.load_latest(Path(run) / "checkpoints")
+    if state is None:
+        raise SystemExit(f"{run}: --distances and --logits need a run directory with checkpoints (D is not in "
+                         "exports)")
+    D = r.modules["D"]
+    D.load_state_dict(state["modules"]["D"])
+    return D.eval(), state["step"]
+
+
 def distances(run: str, r: Any) -> list[str]:
     """Each mode-seeking view's distance between real images that differ only in position (small
     objects, large objects) or only in size, through ``run``'s trained D."""
     from gankit.recipes.text2image import ms_view
 
-    state = checkpoint.load_latest(Path(run) / "checkpoints")
-    if state is None:
-        raise SystemExit(f"{run}: --distances needs a run directory with checkpoints (D is not in exports)")
-    D = r.modules["D"]
-    D.load_state_dict(state["modules"]["D"])
-    D.eval()
+    D, step = trained_d(run, r)
     attrs = shapes.all_combinations(1)  # (540, 5): every combination once
     x = shapes.draw_attributes(attrs, r.spec.shape[-1], 0).float().div(127.5).sub(1)
     with torch.no_grad():
@@ -141,12 +157,54 @@ def distances(run: str, r: Any) -> list[str]:
 
     small, large = (pairs("position", {"size": i}) for i in range(2))
     resized = pairs("size", {})
-    lines = [f"{run} (step {state['step']}): mean |a - b| between real images, {len(small[0])} pairs per size"]
+    lines = [f"{run} (step {step}): mean |a - b| between real images, {len(small[0])} pairs per size"]
+    key = attrs[:, [col.index("colour"), col.index("shape"), col.index("background")]]
+    groups = [(key == k).all(1).nonzero().flatten() for k in torch.unique(key, dim=0)]  # 54 of 10 images
+    size = attrs[:, col.index("size")]
     for space in ("occupancy", "layout", "features", "pixels"):
         v = ms_view(space, x, h).flatten(1)
         d = [float((v[i] - v[j]).abs().mean()) for i, j in (small, large, resized)]
         lines.append(f"  {space:10s} moved: small {d[0]:.4f}, large {d[1]:.4f}, ratio {d[0] / d[1]:.2f}; "
                      f"resized in place {d[2]:.4f}")
+        e = torch.zeros(3)  # E d(a, b) within each group: both sizes, small only, large only
+        for g in groups:
+            dist = torch.cdist(v[g], v[g], p=1) / v.shape[1]  # (10, 10) mean |a - b|
+            sm = size[g] == 0
+            e += torch.stack([dist.mean(), dist[sm][:, sm].mean(), dist[~sm][:, ~sm].mean()]) / len(groups)
+        lines.append(f"  {'':10s} expected, two images of one caption: both sizes {e[0]:.4f}, small only "
+                     f"{e[1]:.4f} ({e[1] / e[0]:.2f}x), large only {e[2]:.4f} ({e[2] / e[0]:.2f}x)")
+    return lines
+
+
+LOGIT_CAPTIONS = {"open, held out": shapes.DIVERSITY_TEMPLATE,
+                  "open, training": "this image shows a {colour} {shape} on a {background} backdrop",
+                  "colour and shape": "a {colour} {shape}",
+                  "small": "a small {colour} {shape} on a {background} background",
+                  "large": "a large {colour} {shape} on a {background} background"}
+
+
+def logits(run: str, r: Any) -> list[str]:
+    """D's mean logit (and its projection / concatenation parts) for real small and large images
+    under captions that leave the size open or state it."""
+    from gankit.models.text2image import rescale_embedding
+
+    D, step = trained_d(run, r)
+    attrs = shapes.all_combinations(1)  # (540, 5): every combination once
+    x = shapes.draw_attributes(attrs, r.spec.shape[-1], 0).float().div(127.5).sub(1)
+    rows = [shapes.names(a) for a in attrs.tolist()]
+    small = attrs[:, list(shapes.ATTRIBUTES).index("size")] == 0
+    lines = [f"{run} (step {step}): D's mean logit for real images, small / large ({int(small.sum())} each)"]
+    with torch.no_grad():
+        h = D.image(x)  # (540, ch, 4, 4)
+        for name, template in LOGIT_CAPTIONS.items():
+            emb = r.embed(r.modules, [template.format(**a) for a in rows])  # (540, E)
+            s = D.score(h, emb)
+            parts = [("logit", s)]
+            if D.proj is not None:
+                proj = (D.proj(rescale_embedding(emb)) * h.mean((2, 3))).sum(1)
+                parts += [("projection", proj), ("concatenation", s - proj)]
+            lines.append(f"  {name:17s} " + "  ".join(f"{k} {float(v[small].mean()):+.2f} / {float(v[~small].mean()):+.2f}"
+                                                     for k, v in parts))
     return lines
 
 
@@ -158,12 +216,15 @@ def main() -> None:
     p.add_argument("--interpolate", action="store_true", help="also areas between the small and large captions")
     p.add_argument("--distances", action="store_true",
                    help="only the mode-seeking views' distances between real images, through the run's trained D")
+    p.add_argument("--logits", action="store_true",
+                   help="only D's logits for real small and large images under open and sized captions")
     a = p.parse_args()
     refs: dict[int, dict[tuple[str, str], float]] = {}
     for run in a.runs:
         r = load(run).recipe
-        if a.distances:
-            print("\n".join(distances(run, r)), flush=True)
+        if a.distances or a.logits:
+            print("\n".join((distances(run, r) if a.distances else []) + (logits(run, r) if a.logits else [])),
+                  flush=True)
             continue
         side = r.spec.shape[-1]
         if side not in refs:  # real images drawn and measured once per side

@@ -37,6 +37,10 @@ TINY = {
     "text2image-gan": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                   "variant=gan", "ema=false", "ms_space=pixels"]),
+    # StackGAN's conditioning augmentation in G: the latent is [z, ε]
+    "text2image-ca": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3", "encoder_steps=2",
+                                 "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
+                                 "ca=true", "kl_weight=2"]),
     # the paper's D (BatchNorm, random wrong captions), plus the off-paper R1 and two time-scale options
     "text2image-paperd": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                      "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",

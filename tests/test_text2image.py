@@ -375,8 +375,29 @@ def test_mode_seeking_pair_reads_rows_i_and_batch_plus_i():
     assert mode_seeking_pair("pixels", shifted, D.image(shifted), z, z2) < 10
 
 
+def test_conditioning_augmentation_makes_eps_part_of_the_latent():
+    """With ca, G(w, φ) reads w = [z, ε] through ĉ = μ(φ) + σ(φ) ⊙ ε; without it, φ's FC + LeakyReLU."""
+    from gankit.models.text2image import ConditioningAugmentation, TextProjection, TextToImageGenerator
+
+    torch.manual_seed(0)
+    G = TextToImageGenerator(4, 8, 3, 3, 16, 4, ca=True).eval()
+    assert isinstance(G.text, ConditioningAugmentation)
+    z, emb = torch.randn(2, 4), torch.randn(2, 8)
+    eps = torch.randn(2, 3)
+    c, mu, logvar = G.text(emb, eps)
+    assert torch.allclose(c, mu + (0.5 * logvar).exp() * eps)
+    assert torch.equal(torch.stack(G.text.stats(emb)), torch.stack([mu, logvar]))
+    want = G.body(torch.cat([z, c], 1))
+    assert torch.allclose(G(torch.cat([z, eps], 1), emb), want)
+    assert not torch.allclose(G(torch.cat([z, -eps], 1), emb), want)  # ε changes the image
+    plain = TextToImageGenerator(4, 8, 3, 3, 16, 4).eval()
+    assert isinstance(plain.text, TextProjection)
+    assert torch.allclose(plain(z, emb), plain.body(torch.cat([z, plain.text(emb)], 1)))
+
+
 @pytest.mark.parametrize("sets, want", [([], [8 + 3, 4]), (["variant=cls"], [8 + 3]),
-                                        (["variant=int", "lambda_ms=0"], [8, 4]), (["ms_pairs=99"], [8 + 8, 4])])
+                                        (["variant=int", "lambda_ms=0"], [8, 4]), (["ms_pairs=99"], [8 + 8, 4]),
+                                        (["ca=true"], [8 + 3, 4])])
 def test_text2image_step_batches_of_g(sets, want):
     """G's passes in one training step: the batch plus ms_pairs second latents in one pass (clamped
     to the batch), then GAN-INT's batch // 2 interpolations."""

@@ -437,7 +437,7 @@ def cmd_txt2img(a: argparse.Namespace) -> int:
     if a.stages and not getattr(recipe, "two", False):
         raise UsageError(f"--stages needs a stackgan run with Stage-II; {a.run} is a {recipe.name} "
                          f"{'Stage-I ' if recipe.name == 'stackgan' else ''}run")
-    dim = getattr(recipe, "latent_dim", None) or recipe.cfg.z_dim  # stackgan: [z, CA noise]
+    dim = getattr(recipe, "latent_dim", None) or recipe.cfg.z_dim  # stackgan, text2image ca=true: [z, CA noise]
     gen = torch.Generator().manual_seed(seed)
     stage1 = None
     if a.interpolate:

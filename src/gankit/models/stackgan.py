@@ -2,7 +2,7 @@
 Metaxas 2017, "StackGAN: Text to Photo-realistic Image Synthesis with Stacked Generative
 Adversarial Networks", arXiv:1612.03242, Sec. 3 and Fig. 2).
 
-- :class:`ConditioningAugmentation` (Sec. 3.1): a fully connected layer maps the text embedding
+- :class:`ConditioningAugmentation` (Sec. 3.1; defined in ``gankit.models.text2image``): a fully connected layer maps the text embedding
   φ_t to μ(φ_t) and log σ²(φ_t); the condition is ĉ = μ + σ ⊙ ε, ε ~ N(0, I) (``c_dim``: the
   paper's N_g = 128). The caller passes ε, so training noise and sampling latents stay explicit.
 - :class:`StageIGenerator` (Sec. 3.2): [ĉ_0, z] -> FC -> 4x4 -> up-sampling blocks -> low-resolution
@@ -31,19 +31,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gankit.models.text2image import rescale_embedding
-
-
-class ConditioningAugmentation(nn.Module):
-    """(φ_t (B, E), ε (B, c_dim)) -> (ĉ, μ, log σ²), each (B, c_dim)."""
-
-    def __init__(self, emb_dim: int, c_dim: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(emb_dim, 2 * c_dim)
-
-    def forward(self, emb: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mu, logvar = self.fc(rescale_embedding(emb)).chunk(2, dim=1)  # (B, c_dim) each
-        return mu + torch.exp(0.5 * logvar) * eps, mu, logvar
+from gankit.models.text2image import ConditioningAugmentation  # beside Reed's text projection; text2image uses it too
 
 
 def up_block(cin: int, cout: int) -> nn.Sequential:

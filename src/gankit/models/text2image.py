@@ -40,16 +40,46 @@ class TextProjection(nn.Module):
         return self.act(self.fc(rescale_embedding(emb)))
 
 
-class TextToImageGenerator(nn.Module):
-    """(z (B, z_dim), φ(t) (B, E)) -> image (B, C, S, S) in [-1, 1]."""
+class ConditioningAugmentation(nn.Module):
+    """StackGAN's conditioning augmentation (Zhang et al. 2017, arXiv:1612.03242, Sec. 3.1):
+    (φ_t (B, E), ε (B, c_dim)) -> (ĉ = μ + σ ⊙ ε, μ, log σ²), each (B, c_dim), with (μ, log σ²)
+    from one fully connected layer on the rescaled φ_t."""
 
-    def __init__(self, z_dim: int, emb_dim: int, t_dim: int, channels: int, size: int, width: int) -> None:
+    def __init__(self, emb_dim: int, c_dim: int) -> None:
         super().__init__()
-        self.text = TextProjection(emb_dim, t_dim)
+        self.fc = nn.Linear(emb_dim, 2 * c_dim)
+
+    def stats(self, emb: Tensor) -> tuple[Tensor, Tensor]:
+        """(μ, log σ²), each (B, c_dim)."""
+        mu, logvar = self.fc(rescale_embedding(emb)).chunk(2, dim=1)
+        return mu, logvar
+
+    def forward(self, emb: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, logvar = self.stats(emb)
+        return mu + torch.exp(0.5 * logvar) * eps, mu, logvar
+
+
+class TextToImageGenerator(nn.Module):
+    """(w (B, z_dim [+ t_dim]), φ(t) (B, E)) -> image (B, C, S, S) in [-1, 1].
+
+    w is z alone, or with ``ca`` [z, ε]: φ(t) then reaches G through StackGAN's conditioning
+    augmentation (``ConditioningAugmentation``, ĉ = μ(φ) + σ(φ) ⊙ ε, ``t_dim`` components) instead
+    of the paper's FC + LeakyReLU, and ε is part of the latent.
+    """
+
+    def __init__(self, z_dim: int, emb_dim: int, t_dim: int, channels: int, size: int, width: int,
+                 ca: bool = False) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.text = ConditioningAugmentation(emb_dim, t_dim) if ca else TextProjection(emb_dim, t_dim)
         self.body = DCGANGenerator(z_dim + t_dim, channels, size, width)
 
-    def forward(self, z: Tensor, emb: Tensor) -> Tensor:
-        return self.body(torch.cat([z, self.text(emb)], 1))  # (B, z_dim + t_dim) -> (B, C, S, S)
+    def forward(self, w: Tensor, emb: Tensor) -> Tensor:
+        if isinstance(self.text, ConditioningAugmentation):
+            c = self.text(emb, w[:, self.z_dim:])[0]  # (B, t_dim)
+        else:
+            c = self.text(emb)
+        return self.body(torch.cat([w[:, :self.z_dim], c], 1))  # (B, z_dim + t_dim) -> (B, C, S, S)
 
 
 class MatchingDiscriminator(nn.Module):

@@ -191,10 +191,13 @@ class StackGANRecipe(Text2ImageRecipe):
         super().__init__(cfg, spec)
         self.two = cfg.stage != "1"  # Stage-II is what this run trains
         self.n_images = int(spec.info.get("n_images") or 0)
-        # latent = [z, ε_0 (Stage-I CA), ε (Stage-II CA)]
-        self.latent_dim = cfg.z_dim + cfg.c_dim * (2 if self.two else 1)
         if self.two:
             self.grid_nrow = 16  # pairs: Stage-I (bicubic x4), Stage-II
+
+    @property
+    def latent_dim(self) -> int:
+        """latent = [z, ε_0 (Stage-I CA), ε (Stage-II CA)]."""
+        return self.cfg.z_dim + self.cfg.c_dim * (2 if self.two else 1)
 
     def build(self, device: torch.device) -> None:
         c = self.cfg

@@ -368,8 +368,41 @@ shape 0.956, spread 4.91 / 1.26. One default run watched over training (``--step
 0.819, 0.38, 1.82 / 4.41; 2,000: 0.909, 0.24, 1.57 / 4.61; 3,000: 0.949, 0.15, 1.56 / 4.80;
 4,000: 0.967, 0.11, 1.52 / 4.87; 5,000: 0.967, 0.09, 1.41 / 4.98; 6,000: 0.972, 0.05, 1.28 /
 4.98. The lean grows steadily from the first evaluation, in step with shape and position, not
-as a late collapse. Still open: why G, given more steps, settles on small objects for captions
-that leave the size open.
+as a late collapse.
+
+Not D either (2026-12-03, ``python benchmarks/text2image_sizes.py --logits RUN``, that run): D
+scores real *large* objects higher under the open caption, logit +1.47 against +0.47 for small
+ones at 6,000 steps (+0.78 against +0.26 at 1,500; the training open template the same), so D
+points G toward large. G does not follow: its size grows with the embedding, the open caption's
+embedding lies nearer the small caption's, and the sizes between score lower than either (above),
+so samples that start small stay small. What the mode-seeking term pays for (``--distances``, the
+expected distance between two real images of one caption): with the layout, images of small
+objects only lie 1.11x as far apart as images drawn from both sizes, so the term rewards dropping
+the large ones; with occupancy 0.86-0.89x, so it rewards keeping both. But occupancy alone did
+not keep them (above): without a way for the latent to choose the size, the term cannot act.
+
+``ca=true`` gives G that way: StackGAN's conditioning augmentation (Zhang et al. 2017,
+arXiv:1612.03242, Sec. 3.1; ``gankit.models.text2image.ConditioningAugmentation``). G reads
+ĉ = μ(φ) + σ(φ) ⊙ ε, ε ~ N(0, I) of ``t_dim`` components, instead of the FC + LeakyReLU
+compression, and adds ``kl_weight`` · KL(N(μ, σ²) ‖ N(0, I)) per component (StackGAN's λ = 1).
+ε is part of the latent (``latent_dim`` = z_dim + t_dim), so sampling, interpolation and the
+mode-seeking term's second latent draw it too. StackGAN introduced it because one sentence fits
+many images; here the noise lets G draw an open caption at either size. Measured on the seed-0
+encoder (``gankit train text2image --data shapes --steps 6000 --eval-every ... --set ca=true``;
+step: shape, balance, sizes covered):
+
+    defaults                        3,000: 0.949, 0.15, 1.56    6,000: 0.972, 0.05, 1.28
+    ca=true                         2,000: 0.825, 0.46, 1.91    4,000: 0.908, 0.29, 1.85    6,000: 0.944, 0.27, 1.83
+    ca=true, ms_space=occupancy     3,000: 0.902, 0.43, 1.96    4,500: 0.927, 0.35, 1.94    6,000: 0.934, 0.33, 1.94
+    same, kl_weight=0.25            1,500: 0.850, 0.45, 1.87    3,000: 0.923, 0.30, 1.72
+
+and in the 15-minute check (``benchmarks/text2image_shapes.py --set ca=true --set
+ms_space=occupancy``, seed 0, 4,401 GAN steps on a machine slower than that morning's): colour
+97.7 %, shape 91.4 %, all stated 88.2 %, balance 0.36 (drawn small: circles 73 %, squares 84 %,
+triangles 89 %), the designated caption 72.5 % small. The noise costs shape: 3-4 points at 6,000
+steps, 5 at 3,000 (a quarter of the KL weight, so less noise: 2.6 points and balance 0.30), and on the slower machines of 2026-12-02 (2,600-2,900 GAN steps in the check)
+shape would fall to about the 90 % the check requires. So ``ca`` stays off by default: it is the
+setting for captions that leave attributes open, not for the check.
 """
 
 from __future__ import annotations
@@ -383,8 +416,8 @@ from torch import Tensor
 
 from gankit import text
 from gankit.errors import UsageError
-from gankit.losses import (contrastive_match, d_bce, d_matching_aware, feature_layout, feature_occupancy, mode_seeking,
-                           r1_penalty)
+from gankit.losses import (contrastive_match, d_bce, d_matching_aware, feature_layout, feature_occupancy, kl_normal,
+                           mode_seeking, r1_penalty)
 from gankit.models.dcgan import dcgan_init_
 from gankit.models.text2image import MatchingDiscriminator, TextToImageGenerator
 from gankit.recipes.base import Recipe, StepContext
@@ -454,6 +487,8 @@ class Text2ImageConfig(TextGANSettings):
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇_x D(x, t)‖² on real, matching pairs (Mescheder et al. 2018)
     size: int = 32  # image side (power of two >= 16); the paper uses 64
     standing_stats: int = 32  # batches re-estimating sampling G's BatchNorm statistics (gankit.engine.standing); 0 = off
+    ca: bool = False  # G reads φ(t) through StackGAN's conditioning augmentation (t_dim components), not FC + LeakyReLU
+    kl_weight: float = 1.0  # ca: λ on the per-component KL(N(μ, σ²) ‖ N(0, I)) (StackGAN's λ = 1)
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "t_dim", "width", "batch", "encoder_steps"))
@@ -462,6 +497,8 @@ class Text2ImageConfig(TextGANSettings):
             raise UsageError(f"lambda_ms must be >= 0, got {self.lambda_ms}")
         if self.ms_pairs < 1:
             raise UsageError(f"ms_pairs must be >= 1 (captions given a second latent each step), got {self.ms_pairs}")
+        if self.kl_weight < 0:
+            raise UsageError(f"kl_weight must be >= 0, got {self.kl_weight}")
         if self.r1_gamma < 0:
             raise UsageError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         if self.size < 16 or self.size & (self.size - 1):
@@ -563,7 +600,7 @@ def hard_wrong(emb: Tensor, sim: Tensor, max_sim: float) -> Tensor:
 class TextInputs:
     """What G samples from: latents and caption codes, sliceable together."""
 
-    z: Tensor  # (n, z_dim)
+    z: Tensor  # (n, latent_dim): z, and ε with ca
     codes: Tensor  # (n, L): uint8 characters or int64 word pieces (gankit.text.tokenize)
 
     def __len__(self) -> int:
@@ -608,11 +645,16 @@ class Text2ImageRecipe(Recipe):
         self.arch = dict(spec.info["text_encoder"]["arch"])
         self.examples = list(spec.info.get("example_captions") or ["a caption"])
 
+    @property
+    def latent_dim(self) -> int:
+        """Components of one latent: z, and with ``ca`` the conditioning noise ε after it."""
+        return self.cfg.z_dim + (self.cfg.t_dim if self.cfg.ca else 0)
+
     def build(self, device: torch.device) -> None:
         c = self.cfg
         C, H, _ = self.spec.shape
         E = self.arch["emb_dim"]
-        G = TextToImageGenerator(c.z_dim, E, c.t_dim, C, H, c.width)
+        G = TextToImageGenerator(c.z_dim, E, c.t_dim, C, H, c.width, ca=c.ca)
         D = self.matching_d(E, H, c.width if c.width_d is None else c.width_d)
         dcgan_init_(G)
         dcgan_init_(D)
@@ -643,10 +685,10 @@ class Text2ImageRecipe(Recipe):
         right = batch["emb"][torch.arange(B, device=x.device), k]  # (B, E) φ(t) of each image's caption
         sim = batch_similarity(batch, right, c)  # (B, B) how near caption j comes to describing image i
         wrong = wrong_captions(right, sim, c)  # (B, E)
-        z = ctx.randn(B, c.z_dim)
+        z = ctx.randn(B, self.latent_dim)  # (B, z_dim [+ t_dim]): z, and ε with ca
         n_ms = min(c.ms_pairs, B) if c.lambda_ms else 0
         if n_ms:  # mode seeking: a second latent for the first n_ms captions, in the same G pass
-            z2 = ctx.randn(n_ms, c.z_dim)
+            z2 = ctx.randn(n_ms, self.latent_dim)
             fake_all = G(torch.cat([z, z2]), torch.cat([right, right[:n_ms]]))  # (B + n_ms, C, S, S)
             fake = fake_all[:B]
         else:
@@ -677,10 +719,13 @@ class Text2ImageRecipe(Recipe):
         if interp:  # B // 2 pairs (i, B-1-i): at β = ½ the other half of the batch would repeat them
             h = B // 2
             t_int = c.beta * right[:h] + (1 - c.beta) * right.flip(0)[:h]  # (h, E) between two captions
-            loss_g = loss_g + F.softplus(-D(G(ctx.randn(h, c.z_dim), t_int), t_int)).mean()
+            loss_g = loss_g + F.softplus(-D(G(ctx.randn(h, self.latent_dim), t_int), t_int)).mean()
         if n_ms:  # G must not ignore z: the two latents' images must differ
             loss_ms = mode_seeking_pair(c.ms_space, fake_all, h_all, z, z2)
             loss_g = loss_g + c.lambda_ms * loss_ms
+        if c.ca:  # StackGAN's regulariser: the condition's distribution stays near N(0, I)
+            loss_kl = kl_normal(*G.text.stats(right)) / c.t_dim  # per component, as StackGAN's recipe
+            loss_g = loss_g + c.kl_weight * loss_kl
         ctx.optimize("G", loss_g)
 
         logs = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
@@ -689,6 +734,8 @@ class Text2ImageRecipe(Recipe):
             logs["D_wrong"] = torch.sigmoid(s_w.detach()).mean()
         if n_ms:
             logs["ms"] = loss_ms.detach()
+        if c.ca:
+            logs["kl"] = loss_kl.detach()
         if c.lambda_con:
             logs["con_D"] = loss_con_d.detach()
         if c.lambda_con_g:
@@ -703,7 +750,7 @@ class Text2ImageRecipe(Recipe):
         B = batch["n_caps"].shape[0]
         k = caption_index(torch.rand(B, generator=generator), batch["n_caps"])  # (B,) on the data's device
         right = batch["emb"][torch.arange(B, device=k.device), k]  # (B, E)
-        w = torch.randn(B, getattr(self, "latent_dim", None) or self.cfg.z_dim, generator=generator)
+        w = torch.randn(B, self.latent_dim, generator=generator)
         self.generate_from_embeddings(modules, w, right)
 
     def encode(self, captions: list[str], check: bool = True) -> Tensor:
@@ -716,7 +763,7 @@ class Text2ImageRecipe(Recipe):
         return TextInputs(z, self.encode(captions))
 
     def sample_inputs(self, n: int, generator: torch.Generator) -> TextInputs:
-        z = torch.randn(n, self.cfg.z_dim, generator=generator)
+        z = torch.randn(n, self.latent_dim, generator=generator)
         caps = [self.examples[(i // self.grid_nrow) % len(self.examples)] for i in range(n)]
         return TextInputs(z, self.encode(caps, check=False))
 
