@@ -203,8 +203,8 @@ def logits(run: str, r: Any) -> list[str]:
             if D.proj is not None:
                 proj = (D.proj(rescale_embedding(emb)) * h.mean((2, 3))).sum(1)
                 parts += [("projection", proj), ("concatenation", s - proj)]
-            lines.append(f"  {name:17s} " + "  ".join(f"{k} {float(v[small].mean()):+.2f} / {float(v[~small].mean()):+.2f}"
-                                                     for k, v in parts))
+            cells = [f"{k} {float(v[small].mean()):+.2f} / {float(v[~small].mean()):+.2f}" for k, v in parts]
+            lines.append(f"  {name:17s} " + "  ".join(cells))
     return lines
 
 

@@ -2,9 +2,10 @@
 Metaxas 2017, "StackGAN: Text to Photo-realistic Image Synthesis with Stacked Generative
 Adversarial Networks", arXiv:1612.03242, Sec. 3 and Fig. 2).
 
-- :class:`ConditioningAugmentation` (Sec. 3.1; defined in ``gankit.models.text2image``): a fully connected layer maps the text embedding
-  φ_t to μ(φ_t) and log σ²(φ_t); the condition is ĉ = μ + σ ⊙ ε, ε ~ N(0, I) (``c_dim``: the
-  paper's N_g = 128). The caller passes ε, so training noise and sampling latents stay explicit.
+- :class:`ConditioningAugmentation` (Sec. 3.1; defined in ``gankit.models.text2image``, whose G
+  takes it as an option): a fully connected layer maps the text embedding φ_t to μ(φ_t) and
+  log σ²(φ_t); the condition is ĉ = μ + σ ⊙ ε, ε ~ N(0, I) (``c_dim``: the paper's N_g = 128).
+  The caller passes ε, so training noise and sampling latents stay explicit.
 - :class:`StageIGenerator` (Sec. 3.2): [ĉ_0, z] -> FC -> 4x4 -> up-sampling blocks -> low-resolution
   image s_0. An up-sampling block is nearest-neighbour x2 then 3x3 stride-1 convolution, BN, ReLU
   (Sec. 4, implementation details).

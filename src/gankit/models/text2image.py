@@ -7,6 +7,10 @@ G(z, φ(t)): the text embedding φ(t) is compressed by a fully connected layer +
 D(x, φ(t)): the DCGAN discriminator's convolutions down to 4x4; φ(t) is compressed the same way
 (by D's own layer), replicated over the 4x4 grid and concatenated depth-wise; a 1x1 convolution
 (+ BN + LeakyReLU) and a 4x4 convolution give the logit.
+
+Option, off-paper: G may read φ(t) through StackGAN's conditioning augmentation instead
+(``ConditioningAugmentation``, Zhang et al. 2017, arXiv:1612.03242, Sec. 3.1): ĉ = μ(φ) + σ(φ) ⊙ ε,
+its noise ε then part of G's latent.
 """
 
 from __future__ import annotations
