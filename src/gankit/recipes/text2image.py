@@ -395,6 +395,7 @@ step: shape, balance, sizes covered):
     ca=true                         2,000: 0.825, 0.46, 1.91    4,000: 0.908, 0.29, 1.85    6,000: 0.944, 0.27, 1.83
     ca=true, ms_space=occupancy     3,000: 0.902, 0.43, 1.96    4,500: 0.927, 0.35, 1.94    6,000: 0.934, 0.33, 1.94
     same, kl_weight=0.25            1,500: 0.850, 0.45, 1.87    3,000: 0.923, 0.30, 1.72
+    ca, occupancy, lambda_ms=0.2    1,500: 0.754, 0.56, 1.96    3,000: 0.863, 0.38, 1.94
 
 and in the 15-minute check (``benchmarks/text2image_shapes.py [--seed 1] --set ca=true --set
 ms_space=occupancy``, on a machine slower than that morning's): seed 0, 4,401 GAN steps, colour
