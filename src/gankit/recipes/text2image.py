@@ -401,10 +401,11 @@ and in the 15-minute check (``benchmarks/text2image_shapes.py [--seed 1] --set c
 ms_space=occupancy``, on a machine slower than that morning's): seed 0, 4,401 GAN steps, colour
 97.7 %, shape 91.4 %, all stated 88.2 %, balance 0.36 (drawn small: circles 73 %, squares 84 %,
 triangles 89 %), the designated caption 72.5 % small; seed 1, 4,161 steps, 97.6 %, 91.6 %,
-87.5 %, balance 0.23 (78 / 92 / 96 %), 86.5 % small. Better than the defaults' 0.06 and 0.11,
-still far from half and half. The noise costs shape: 3-4 points at 6,000
-steps, 5 at 3,000 (a quarter of the KL weight, so less noise: 2.6 points and balance 0.30), and on the slower machines of 2026-12-02 (2,600-2,900 GAN steps in the check)
-shape would fall to about the 90 % the check requires. So ``ca`` stays off by default: it is the
+87.5 %, balance 0.23 (78 / 92 / 96 %), 86.5 % small. Better than 0.04-0.11 without it (the
+check's table above), still far from half and half. The noise costs shape: 3-4 points at 6,000
+steps, 5 at 3,000 (a quarter of the KL weight, so less noise: 2.6 points and balance 0.30), and
+on the slower machines of 2026-12-02 (2,600-2,900 GAN steps in the check) shape would fall to
+about the 90 % the check requires. So ``ca`` stays off by default: it is the
 setting for captions that leave attributes open, not for the check.
 """
 
