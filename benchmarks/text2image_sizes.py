@@ -40,6 +40,7 @@ for open captions would pull G toward them; one that favours large ones does not
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,27 +119,38 @@ def interpolation(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, s
     return lines
 
 
-def trained_d(run: str, r: Any) -> tuple[Any, int]:
-    """``run``'s D from its last checkpoint, in eval mode (exports hold no D), and that step."""
+@dataclass
+class RealThroughD:
+    """Every ``shapes`` attribute combination once as a real image, through a run's trained D."""
+
+    D: Any  # the run's D from its last checkpoint (exports hold no D), in eval mode
+    step: int
+    attrs: torch.Tensor  # (540, 5) int
+    x: torch.Tensor  # (540, 3, S, S) in [-1, 1]
+    h: torch.Tensor  # (540, ch, 4, 4) = D.image(x)
+
+
+def real_through_d(run: str, r: Any) -> RealThroughD:
     state = checkpoint.load_latest(Path(run) / "checkpoints")
     if state is None:
         raise SystemExit(f"{run}: --distances and --logits need a run directory with checkpoints (D is not in "
                          "exports)")
     D = r.modules["D"]
     D.load_state_dict(state["modules"]["D"])
-    return D.eval(), state["step"]
+    D.eval()
+    attrs = shapes.all_combinations(1)  # (540, 5): every combination once
+    x = shapes.draw_attributes(attrs, r.spec.shape[-1], 0).float().div(127.5).sub(1)
+    with torch.no_grad():
+        h = D.image(x)
+    return RealThroughD(D, state["step"], attrs, x, h)
 
 
-def distances(run: str, r: Any) -> list[str]:
+def distances(run: str, real: RealThroughD) -> list[str]:
     """Each mode-seeking view's distance between real images that differ only in position (small
     objects, large objects) or only in size, through ``run``'s trained D."""
     from gankit.recipes.text2image import ms_view
 
-    D, step = trained_d(run, r)
-    attrs = shapes.all_combinations(1)  # (540, 5): every combination once
-    x = shapes.draw_attributes(attrs, r.spec.shape[-1], 0).float().div(127.5).sub(1)
-    with torch.no_grad():
-        h = D.image(x)  # (540, ch, 4, 4)
+    attrs, x, h = real.attrs, real.x, real.h
     index = {tuple(a): i for i, a in enumerate(attrs.tolist())}
     col = list(shapes.ATTRIBUTES)
 
@@ -157,7 +169,7 @@ def distances(run: str, r: Any) -> list[str]:
 
     small, large = (pairs("position", {"size": i}) for i in range(2))
     resized = pairs("size", {})
-    lines = [f"{run} (step {step}): mean |a - b| between real images, {len(small[0])} pairs per size"]
+    lines = [f"{run} (step {real.step}): mean |a - b| between real images, {len(small[0])} pairs per size"]
     key = attrs[:, [col.index("colour"), col.index("shape"), col.index("background")]]
     groups = [(key == k).all(1).nonzero().flatten() for k in torch.unique(key, dim=0)]  # 54 of 10 images
     size = attrs[:, col.index("size")]
@@ -183,25 +195,20 @@ LOGIT_CAPTIONS = {"open, held out": shapes.DIVERSITY_TEMPLATE,
                   "large": "a large {colour} {shape} on a {background} background"}
 
 
-def logits(run: str, r: Any) -> list[str]:
+def logits(run: str, r: Any, real: RealThroughD) -> list[str]:
     """D's mean logit (and its projection / concatenation parts) for real small and large images
     under captions that leave the size open or state it."""
-    from gankit.models.text2image import rescale_embedding
-
-    D, step = trained_d(run, r)
-    attrs = shapes.all_combinations(1)  # (540, 5): every combination once
-    x = shapes.draw_attributes(attrs, r.spec.shape[-1], 0).float().div(127.5).sub(1)
-    rows = [shapes.names(a) for a in attrs.tolist()]
-    small = attrs[:, list(shapes.ATTRIBUTES).index("size")] == 0
-    lines = [f"{run} (step {step}): D's mean logit for real images, small / large ({int(small.sum())} each)"]
+    D, h = real.D, real.h
+    rows = [shapes.names(a) for a in real.attrs.tolist()]
+    small = real.attrs[:, list(shapes.ATTRIBUTES).index("size")] == 0
+    lines = [f"{run} (step {real.step}): D's mean logit for real images, small / large ({int(small.sum())} each)"]
     with torch.no_grad():
-        h = D.image(x)  # (540, ch, 4, 4)
         for name, template in LOGIT_CAPTIONS.items():
             emb = r.embed(r.modules, [template.format(**a) for a in rows])  # (540, E)
             s = D.score(h, emb)
             parts = [("logit", s)]
             if D.proj is not None:
-                proj = (D.proj(rescale_embedding(emb)) * h.mean((2, 3))).sum(1)
+                proj = torch.mul(*D.pair_codes(h, emb)).sum(1)  # <mean_xy h, W φ(t)>
                 parts += [("projection", proj), ("concatenation", s - proj)]
             cells = [f"{k} {float(v[small].mean()):+.2f} / {float(v[~small].mean()):+.2f}" for k, v in parts]
             lines.append(f"  {name:17s} " + "  ".join(cells))
@@ -223,7 +230,8 @@ def main() -> None:
     for run in a.runs:
         r = load(run).recipe
         if a.distances or a.logits:
-            print("\n".join((distances(run, r) if a.distances else []) + (logits(run, r) if a.logits else [])),
+            real = real_through_d(run, r)
+            print("\n".join((distances(run, real) if a.distances else []) + (logits(run, r, real) if a.logits else [])),
                   flush=True)
             continue
         side = r.spec.shape[-1]
