@@ -400,7 +400,8 @@ def test_conditioning_augmentation_makes_eps_part_of_the_latent():
                                         (["ca=true"], [8 + 3, 4])])
 def test_text2image_step_batches_of_g(sets, want):
     """G's passes in one training step: the batch plus ms_pairs second latents in one pass (clamped
-    to the batch), then GAN-INT's batch // 2 interpolations."""
+    to the batch), then GAN-INT's batch // 2 interpolations; every latent is z (4), and with ca
+    [z, ε] (4 + t_dim 4)."""
     from gankit.engine.loop import Engine
     from gankit.recipes.base import DataSpec
     from gankit.train import load_data, resolve
@@ -409,10 +410,11 @@ def test_text2image_step_batches_of_g(sets, want):
         *TINY_T2I, "size=16", "batch=8", "ms_pairs=3", "standing_stats=0", "progress=false", *sets])
     ds = load_data(tcfg.data, cls, hp, tcfg)
     eng = Engine(cls(hp, DataSpec.from_dataset(ds)), ds, tcfg, {})
-    rows = []
-    eng.recipe.modules["G"].register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    shapes_in = []
+    eng.recipe.modules["G"].register_forward_pre_hook(lambda m, args: shapes_in.append(tuple(args[0].shape)))
     eng.fit(None)
-    assert rows == want
+    width = 8 if "ca=true" in sets else 4
+    assert shapes_in == [(n, width) for n in want]
 
 
 def test_tokenizer_and_unseen_captions():
