@@ -34,7 +34,10 @@ caption that leaves the size open: D's mean logit, and its projection and concat
 for the 270 small and 270 large real images (every colour, shape, background and position once)
 under the held-out open caption, a training open caption ("this image shows a ... backdrop"),
 "a {colour} {shape}", and the plain small and large captions. A D that favours small objects
-for open captions would pull G toward them; one that favours large ones does not.
+for open captions would pull G toward them; one that favours large ones does not. Then the same
+for the run's own samples (``--n`` per colour, shape and background, its sampling G), split by
+the size ``gankit eval``'s attribute classifier calls: what D says about the large objects G does
+draw for an open caption, against its small ones.
 """
 
 from __future__ import annotations
@@ -215,6 +218,32 @@ def logits(run: str, r: Any, real: RealThroughD) -> list[str]:
     return lines
 
 
+def fake_logits(run: str, r: Any, real: RealThroughD, n: int, seed: int) -> list[str]:
+    """D's mean logit for the run's own samples (its sampling G), split by the size the attribute
+    classifier calls: ``n`` samples of every colour, shape and background under the open, small
+    and large captions of ``LOGIT_CAPTIONS``."""
+    from gankit.metrics.attributes import load_classifier, predict
+
+    clf, _ = load_classifier()
+    combos = [{"colour": c, "shape": s, "background": b}
+              for c in shapes.COLOURS for s in shapes.SHAPES for b in shapes.BACKGROUNDS]
+    gen = torch.Generator().manual_seed(seed)
+    col = list(shapes.ATTRIBUTES).index("size")
+    lines = [f"{run} (step {real.step}): D's mean logit for the run's samples, drawn small / drawn large "
+             f"({n} per colour, shape and background)"]
+    for name in ("open, held out", "open, training", "small", "large"):
+        caps = [LOGIT_CAPTIONS[name].format(**a) for a in combos for _ in range(n)]
+        z = torch.randn(len(caps), r.latent_dim, generator=gen)
+        with torch.no_grad():
+            x = torch.cat([r.generate(r.modules, r.inputs_for(caps[i : i + 540], z[i : i + 540]))
+                           for i in range(0, len(caps), 540)])
+            s = real.D.score(real.D.image(x), r.embed(r.modules, caps))
+        large = predict(clf, x)[:, col] == shapes.ATTRIBUTES["size"].index("large")
+        cells = [f"{float(s[m].mean()):+.2f} ({int(m.sum())})" if m.any() else "  -  (0)" for m in (~large, large)]
+        lines.append(f"  {name:17s} {cells[0]} / {cells[1]}")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="text2image run directories or exports")
@@ -224,15 +253,18 @@ def main() -> None:
     p.add_argument("--distances", action="store_true",
                    help="only the mode-seeking views' distances between real images, through the run's trained D")
     p.add_argument("--logits", action="store_true",
-                   help="only D's logits for real small and large images under open and sized captions")
+                   help="only D's logits for real images and the run's samples, small and large, under open and "
+                        "sized captions")
     a = p.parse_args()
     refs: dict[int, dict[tuple[str, str], float]] = {}
     for run in a.runs:
         r = load(run).recipe
         if a.distances or a.logits:
             real = real_through_d(run, r)
-            print("\n".join((distances(run, real) if a.distances else []) + (logits(run, r, real) if a.logits else [])),
-                  flush=True)
+            lines = distances(run, real) if a.distances else []
+            if a.logits:
+                lines += logits(run, r, real) + fake_logits(run, r, real, a.n, a.seed)
+            print("\n".join(lines), flush=True)
             continue
         side = r.spec.shape[-1]
         if side not in refs:  # real images drawn and measured once per side

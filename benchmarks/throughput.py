@@ -36,6 +36,10 @@ the characters its last valid recurrent step reads; the outputs are the same
     python benchmarks/throughput.py --text2image --width 32 --width-d 16 --steps 10
     python benchmarks/throughput.py --text-encoder --steps 20
     python benchmarks/throughput.py --text2image --width 32 --against 5a79c5a --steps 20 --blocks 6
+    python benchmarks/throughput.py --text2image --width 32 --with lambda_imle=10 --steps 20
+
+``--text2image --with ca=true,ms_space=occupancy`` times the defaults' step against the step with
+those settings (any ``--set`` items, comma-separated), alternating blocks.
 
 ``--text2image --against REV`` times this tree's text2image step against the step git revision
 REV wrote (its ``train_step`` and helpers, on this tree's config and engine), alternating blocks.
@@ -184,9 +188,24 @@ def text2image_against(a: argparse.Namespace) -> None:
     print(f"  ratio this tree / {a.against} = {med['this tree'] / med[a.against]:.3f}")
 
 
+def text2image_with(a: argparse.Namespace) -> None:
+    """The defaults' text2image step against the step with ``a.with_sets`` (e.g. ca=true), D as wide as G."""
+    sets = [s for s in a.with_sets.split(",") if s]
+    label = " ".join(sets)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["GANKIT_CACHE"] = cache
+        plain, other = text2image_engines(a.width, a.batch, [([], None), (sets, None)])
+        rates = alternate([("defaults", plain), (label, other)], a.steps, a.blocks, a.batch)
+    med = print_rates(f"text2image step on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
+                      f"threads, {a.blocks} blocks x {a.steps} steps each", rates, max(12, len(label) + 2))
+    print(f"  ratio {label} / defaults = {med[label] / med['defaults']:.3f}")
+
+
 def text2image_main(a: argparse.Namespace) -> None:
     if a.against:
         return text2image_against(a)
+    if a.with_sets:
+        return text2image_with(a)
     width_d = a.width_d or 16
     with tempfile.TemporaryDirectory() as cache:
         os.environ["GANKIT_CACHE"] = cache  # the throwaway encoder and embeddings go here
@@ -258,6 +277,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=5, help="timed blocks per contender")
     ap.add_argument("--text2image", action="store_true", help="time text2image's step, D at --width vs --width-d")
     ap.add_argument("--against", metavar="REV", help="with --text2image: this tree's step against git revision REV's")
+    ap.add_argument("--with", dest="with_sets", metavar="K=V,...",
+                    help="with --text2image: the defaults' step against the step with these settings")
     ap.add_argument("--text-encoder", action="store_true", help="time the text encoder's step against one-hot conv1")
     a = ap.parse_args()
     if a.text2image:
