@@ -41,6 +41,11 @@ TINY = {
     "text2image-ca": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3", "encoder_steps=2",
                                  "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                  "ca=true", "kl_weight=2"]),
+    # the conditional IMLE term: candidates searched without gradients, the nearest in G's pass
+    "text2image-imle": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3",
+                                   "encoder_steps=2",
+                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
+                                   "lambda_imle=2", "imle_n=3", "imle_m=2"]),
     # the paper's D (BatchNorm, random wrong captions), plus the off-paper R1 and two time-scale options
     "text2image-paperd": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                      "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",

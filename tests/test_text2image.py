@@ -395,13 +395,37 @@ def test_conditioning_augmentation_makes_eps_part_of_the_latent():
     assert torch.allclose(plain(z, emb), plain.body(torch.cat([z, plain.text(emb)], 1)))
 
 
+def test_nearest_latents_picks_each_images_nearest_candidate():
+    """Conditional IMLE's search against a naive loop: for each real image, the candidate latent
+    whose image under that image's caption is nearest in squared pixel distance."""
+    from gankit.recipes.text2image import nearest_latents
+
+    class Toy(torch.nn.Module):  # image = latent's first component + caption's, broadcast over pixels
+        def forward(self, w, emb):
+            return (w[:, :1] + emb[:, :1])[:, :, None, None].expand(-1, 3, 4, 4) + w[:, 1:2, None, None]
+
+    torch.manual_seed(0)
+    n, m = 5, 7
+    G, cand, emb, x = Toy(), torch.randn(n * m, 3), torch.randn(n, 2), torch.randn(n, 3, 4, 4)
+    picks = []
+    for i in range(n):
+        d = [float(((G(cand[i * m + j : i * m + j + 1], emb[i : i + 1]) - x[i]) ** 2).sum()) for j in range(m)]
+        picks.append(int(np.argmin(d)))
+    assert len(set(picks)) > 1  # the nearest is not one fixed slot, so a wrong index shows
+    got = nearest_latents(G, cand, emb, x)
+    assert torch.equal(got, torch.stack([cand[i * m + j] for i, j in enumerate(picks)]))
+    assert not got.requires_grad
+
+
 @pytest.mark.parametrize("sets, want", [([], [8 + 3, 4]), (["variant=cls"], [8 + 3]),
                                         (["variant=int", "lambda_ms=0"], [8, 4]), (["ms_pairs=99"], [8 + 8, 4]),
-                                        (["ca=true"], [8 + 3, 4])])
+                                        (["ca=true"], [8 + 3, 4]),
+                                        (["lambda_imle=1", "imle_n=2", "imle_m=3"], [2 * 3, 8 + 3 + 2, 4])])
 def test_text2image_step_batches_of_g(sets, want):
     """G's passes in one training step: the batch plus ms_pairs second latents in one pass (clamped
     to the batch), then GAN-INT's batch // 2 interpolations; every latent is z (4), and with ca
-    [z, ε] (4 + t_dim 4)."""
+    [z, ε] (4 + t_dim 4). With the IMLE term, its imle_n x imle_m candidates come first (no
+    gradients), and the imle_n chosen latents ride in the main pass."""
     from gankit.engine.loop import Engine
     from gankit.recipes.base import DataSpec
     from gankit.train import load_data, resolve
@@ -501,6 +525,7 @@ def test_txt2img_cli_end_to_end_and_errors(tmp_path, capsys):
         (["train", "text2image", "--data", "digits", "--steps", "1"], "needs captioned data"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "variant=both"], "expected one of"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "ms_pairs=0"], "ms_pairs must be >= 1"),
+        (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "imle_m=0"], "imle_n, imle_m >= 1"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "encoder_post=whiten"],
          "needs encoder=minilm"),
         (["train", "text-encoder", "--data", "shapes", "--steps", "1", "--set", "negatives=all"],
