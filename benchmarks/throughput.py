@@ -173,49 +173,32 @@ def step_of_revision(rev: str):
     return mod.Text2ImageRecipe.train_step
 
 
-def text2image_against(a: argparse.Namespace) -> None:
-    """This tree's text2image step against revision ``a.against``'s, on this tree's config and engine."""
-    from gankit.recipes.text2image import Text2ImageRecipe
-
-    at_rev = type("AtRevision", (Text2ImageRecipe,), {"train_step": step_of_revision(a.against)})
+def text2image_pair(a: argparse.Namespace, first: tuple[str, list[str], type | None],
+                    second: tuple[str, list[str], type | None]) -> None:
+    """Two text2image steps, each (label, ``--set`` items, recipe class or None: this tree's), in
+    alternating blocks; prints both rates and second / first."""
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["GANKIT_CACHE"] = cache
-        old, new = text2image_engines(a.width, a.batch, [([], at_rev), ([], None)])
-        contenders = [(a.against, old), ("this tree", new)]
-        rates = alternate(contenders, a.steps, a.blocks, a.batch)
+        os.environ["GANKIT_CACHE"] = cache  # the throwaway encoder and embeddings go here
+        engines = text2image_engines(a.width, a.batch, [(sets, recipe) for _, sets, recipe in (first, second)])
+        rates = alternate([(first[0], engines[0]), (second[0], engines[1])], a.steps, a.blocks, a.batch)
     med = print_rates(f"text2image step on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
-                      f"threads, {a.blocks} blocks x {a.steps} steps each", rates, 12)
-    print(f"  ratio this tree / {a.against} = {med['this tree'] / med[a.against]:.3f}")
-
-
-def text2image_with(a: argparse.Namespace) -> None:
-    """The defaults' text2image step against the step with ``a.with_sets`` (e.g. ca=true), D as wide as G."""
-    sets = [s for s in a.with_sets.split(",") if s]
-    label = " ".join(sets)
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["GANKIT_CACHE"] = cache
-        plain, other = text2image_engines(a.width, a.batch, [([], None), (sets, None)])
-        rates = alternate([("defaults", plain), (label, other)], a.steps, a.blocks, a.batch)
-    med = print_rates(f"text2image step on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
-                      f"threads, {a.blocks} blocks x {a.steps} steps each", rates, max(12, len(label) + 2))
-    print(f"  ratio {label} / defaults = {med[label] / med['defaults']:.3f}")
+                      f"threads, {a.blocks} blocks x {a.steps} steps each", rates,
+                      max(12, len(first[0]) + 2, len(second[0]) + 2))
+    print(f"  ratio {second[0]} / {first[0]} = {med[second[0]] / med[first[0]]:.3f}")
 
 
 def text2image_main(a: argparse.Namespace) -> None:
-    if a.against:
-        return text2image_against(a)
-    if a.with_sets:
-        return text2image_with(a)
+    if a.against:  # this tree's step against revision a.against's, on this tree's config and engine
+        from gankit.recipes.text2image import Text2ImageRecipe
+
+        at_rev = type("AtRevision", (Text2ImageRecipe,), {"train_step": step_of_revision(a.against)})
+        return text2image_pair(a, (a.against, [], at_rev), ("this tree", [], None))
+    if a.with_sets:  # the defaults against the step with these settings (D as wide as G)
+        sets = [s for s in a.with_sets.split(",") if s]
+        return text2image_pair(a, ("defaults", [], None), (" ".join(sets), sets, None))
     width_d = a.width_d or 16
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["GANKIT_CACHE"] = cache  # the throwaway encoder and embeddings go here
-        wide, narrow = text2image_engines(a.width, a.batch, [([f"width_d={w}"], None) for w in (a.width, width_d)])
-        contenders = [(f"width_d {a.width}", wide), (f"width_d {width_d}", narrow)]
-        rates = alternate(contenders, a.steps, a.blocks, a.batch)
-    med = print_rates(f"text2image on shapes, 32 px, width {a.width} batch {a.batch}, {torch.get_num_threads()} "
-                      f"threads, {a.blocks} blocks x {a.steps} steps each", rates, 12)
-    wide, narrow = (med[name] for name, _ in contenders)
-    print(f"  ratio width_d {width_d} / width_d {a.width} = {narrow / wide:.3f}")
+    text2image_pair(a, (f"width_d {a.width}", [f"width_d={a.width}"], None),
+                    (f"width_d {width_d}", [f"width_d={width_d}"], None))
 
 
 class OneHotCharCNNRNN(CharCNNRNN):
