@@ -69,7 +69,10 @@ def diversity_lines(d: dict, label: str) -> list[str]:
             f"per caption ({pc['captions']} open captions x {pc['n']} samples): {pc['positions_covered_mean']:.2f} "
             f"of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average, size balance "
             f"{pc['size_balance_mean']:.3f} (1 = half small; ~0.87 by noise alone), drawn small: "
-            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items())]
+            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items())
+            + f"; by object area: size balance {pc['size_balance_area']:.3f}, drawn large "
+            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["large_share_area"].items())
+            + f", between the sizes {pc['medium_share_area']:.0%}"]
 
 
 def main() -> None:

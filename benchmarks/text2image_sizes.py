@@ -53,22 +53,6 @@ from gankit import load
 from gankit.data import shapes
 from gankit.engine import checkpoint
 
-def areas(images: torch.Tensor, backgrounds: list[str]) -> torch.Tensor:
-    """(N,) share of pixels off the background colour; ``images`` float [-1, 1] or uint8 (N, 3, H, W)."""
-    x = images.float() if images.dtype == torch.uint8 else images.clamp(-1, 1).add(1).mul(127.5)
-    bg = torch.tensor([shapes.BACKGROUNDS[b] for b in backgrounds], dtype=torch.float)[:, :, None, None]
-    return ((x - bg).abs().amax(1) > 60).float().mean((1, 2))
-
-
-def real_medians(side: int) -> dict[tuple[str, str], float]:
-    """Median object area of real images per (shape, size) at ``side`` px."""
-    x, attrs, _ = shapes.generate(side, 0)
-    bgs = [shapes.ATTRIBUTES["background"][int(b)] for b in attrs[:, 3]]
-    a = areas(x, bgs)
-    return {(s, z): float(a[(attrs[:, 1] == i) & (attrs[:, 2] == j)].median())
-            for i, s in enumerate(shapes.SHAPES) for j, z in enumerate(shapes.ATTRIBUTES["size"])}
-
-
 def captions(shape: str, template: str, **extra: str) -> tuple[list[str], list[str]]:
     """One caption per colour and background (18) for ``shape``, and each caption's background."""
     combos = [(c, b) for c in shapes.COLOURS for b in shapes.BACKGROUNDS]
@@ -76,7 +60,7 @@ def captions(shape: str, template: str, **extra: str) -> tuple[list[str], list[s
             [b for _, b in combos])
 
 
-def report(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, seed: int) -> list[str]:
+def report(run: str, r: Any, ref: dict[str, tuple[float, float]], n: int, seed: int) -> list[str]:
     """Areas for the small, large and open captions of each shape (``r``: the run's loaded recipe)."""
     gen = torch.Generator().manual_seed(seed)
     lines = [f"{run}: {r.spec.shape[-1]} px, {n} samples per caption, 18 captions per shape and kind"]
@@ -87,11 +71,11 @@ def report(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, seed: in
                                       ("open", shapes.DIVERSITY_TEMPLATE, {})):
             caps, bgs = captions(s, template, **extra)
             caps, bgs = [c for c in caps for _ in range(n)], [b for b in bgs for _ in range(n)]
-            z = torch.randn(len(caps), r.cfg.z_dim, generator=gen)
+            z = torch.randn(len(caps), r.latent_dim, generator=gen)  # z, and ε with ca
             imgs = torch.cat([r.generate(r.modules, r.inputs_for(caps[i : i + 500], z[i : i + 500])).cpu()
                               for i in range(0, len(caps), 500)])
-            out[kind] = areas(imgs, bgs)
-        lo, hi = ref[(s, "small")], ref[(s, "large")]
+            out[kind] = shapes.object_area(imgs, bgs)
+        lo, hi = ref[s]
         o = out["open"]
         band = (o > lo + (hi - lo) / 3) & (o < hi - (hi - lo) / 3)
         hist = torch.histc(o, bins=12, min=0.0, max=1.5 * hi).int().tolist()
@@ -102,7 +86,7 @@ def report(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, seed: in
     return lines
 
 
-def interpolation(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, seed: int) -> list[str]:
+def interpolation(run: str, r: Any, ref: dict[str, tuple[float, float]], n: int, seed: int) -> list[str]:
     """Areas for embeddings between each shape's small and large plain captions."""
     mods = r.modules
     gen = torch.Generator().manual_seed(seed)
@@ -110,12 +94,12 @@ def interpolation(run: str, r: Any, ref: dict[tuple[str, str], float], n: int, s
     for s in shapes.SHAPES:
         emb = {z: r.embed(mods, captions(s, shapes.PLAIN_TEMPLATE, size=z)[0]) for z in ("small", "large")}
         bgs = captions(s, shapes.PLAIN_TEMPLATE, size="small")[1]
-        lo, hi = ref[(s, "small")], ref[(s, "large")]
+        lo, hi = ref[s]
         cells = []
         for beta in (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0):
             e = ((1 - beta) * emb["small"] + beta * emb["large"]).repeat_interleave(n, 0)  # (18 n, E)
-            z = torch.randn(len(e), r.cfg.z_dim, generator=gen)
-            a = areas(r.generate_from_embeddings(mods, z, e).cpu(), [b for b in bgs for _ in range(n)])
+            z = torch.randn(len(e), r.latent_dim, generator=gen)  # z, and ε with ca
+            a = shapes.object_area(r.generate_from_embeddings(mods, z, e).cpu(), [b for b in bgs for _ in range(n)])
             medium = (a > lo + (hi - lo) / 3) & (a < hi - (hi - lo) / 3)
             cells.append(f"β {beta:.1f}: {a.median():.3f} ({float(medium.float().mean()):.0%} medium)")
         lines.append(f"  {s:9s} " + ", ".join(cells))
@@ -256,7 +240,6 @@ def main() -> None:
                    help="only D's logits for real images and the run's samples, small and large, under open and "
                         "sized captions")
     a = p.parse_args()
-    refs: dict[int, dict[tuple[str, str], float]] = {}
     for run in a.runs:
         r = load(run).recipe
         if a.distances or a.logits:
@@ -266,10 +249,7 @@ def main() -> None:
                 lines += logits(run, r, real) + fake_logits(run, r, real, a.n, a.seed)
             print("\n".join(lines), flush=True)
             continue
-        side = r.spec.shape[-1]
-        if side not in refs:  # real images drawn and measured once per side
-            refs[side] = real_medians(side)
-        ref = refs[side]
+        ref = shapes.size_reference(r.spec.shape[-1])  # real images drawn and measured once per side
         print("\n".join(report(run, r, ref, a.n, a.seed)), flush=True)
         if a.interpolate:
             print("\n".join(interpolation(run, r, ref, 20, a.seed)), flush=True)

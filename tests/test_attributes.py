@@ -3,6 +3,7 @@ what the classifier can read; a generator that ignores the caption scores chance
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +79,9 @@ def test_caption_accuracy_oracle_vs_caption_blind(quick_classifier):
     pc = d["per_caption"]
     assert pc["captions"] == 54 and pc["positions_covered_mean"] >= 4.5 and pc["sizes_covered_mean"] >= 1.9, pc
     assert pc["size_balance_mean"] > 0.75 and all(0.35 < v < 0.65 for v in pc["small_share"].values()), pc
+    # read from the pixels, the data's two sizes: half large, none between
+    assert pc["size_balance_area"] > 0.75 and all(0.35 < v < 0.65 for v in pc["large_share_area"].values()), pc
+    assert pc["medium_share_area"] == 0, pc
 
 
 def test_per_caption_spread_sees_a_generator_that_ignores_z(quick_classifier):
@@ -89,6 +93,46 @@ def test_per_caption_spread_sees_a_generator_that_ignores_z(quick_classifier):
     assert res["colour_acc"] > 0.9 and pc["n"] == 20
     assert pc["positions_covered_mean"] <= 1.25 and pc["sizes_covered_mean"] <= 1.25, pc  # 1 and 1, bar misreads
     assert pc["size_balance_mean"] < 0.15, pc  # one size per caption
+    assert pc["size_balance_area"] == 0 and all(v == 0 for v in pc["large_share_area"].values()), pc  # all small
+
+
+class _BetweenDrawer(_Drawer):
+    """Draws every caption's colour, shape and background with an object 46 % of the image wide, at the
+    centre: between the data's two sizes (30 % and 55 %), where no real object lies."""
+
+    def generate(self, modules, inputs):
+        out = []
+        for cap in inputs.caps:
+            a = {**shapes.names([0] * 5), **shapes.parse_caption(cap)}
+            out.append(shapes._draw(a["shape"], shapes.COLOURS[a["colour"]], shapes.BACKGROUNDS[a["background"]],
+                                    0.46, 0.5, 0.5, 32))
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().mul(2 / 255).sub(1)
+
+
+def test_open_caption_spread_by_area_flags_objects_between_the_sizes(quick_classifier):
+    """The classifier must call an in-between object small or large; the area measure puts it in the
+    middle third between the data's median sizes."""
+    cache, _ = quick_classifier
+    pc = attributes.caption_accuracy(_BetweenDrawer(True), {}, seed=0, repeats=1, diversity_n=20, cache=cache,
+                                     open_n=10)["diversity"]["per_caption"]
+    assert pc["medium_share_area"] == 1, pc
+
+
+def test_object_area_counts_pixels_off_the_background_and_separates_the_sizes():
+    attrs = shapes.all_combinations(1)[::7]  # (78, 5): every shape, size and background
+    x = shapes.draw_attributes(attrs, 32, 0)
+    bgs = [shapes.ATTRIBUTES["background"][int(b)] for b in attrs[:, 3]]
+    got = shapes.object_area(x, bgs)
+    assert torch.equal(got, shapes.object_area(x.float().mul(2 / 255).sub(1), bgs))  # uint8 or [-1, 1]
+    for i in range(len(x)):  # naive: pixel by pixel
+        bg = shapes.BACKGROUNDS[bgs[i]]
+        px = x[i].permute(1, 2, 0).reshape(-1, 3).tolist()
+        want = sum(max(abs(p[c] - bg[c]) for c in range(3)) > shapes.AREA_THRESHOLD for p in px) / len(px)
+        assert abs(float(got[i]) - want) < 1e-6
+    ref = shapes.size_reference(32)
+    for i, row in enumerate(attrs.tolist()):  # every real object lies on its size's side of the midpoint
+        lo, hi = ref[shapes.SHAPES[row[1]]]
+        assert lo < hi and (float(got[i]) > (lo + hi) / 2) == (row[2] == 1)
 
 
 def test_eval_every_logs_caption_accuracy_and_keeps_the_best(quick_classifier, tmp_path):

@@ -505,7 +505,10 @@ def _eval_captions(a: argparse.Namespace, model, seed: int) -> int:  # noqa: ANN
     print(f"per caption ({pc['captions']} captions leaving size and position open, {pc['n']} samples each): "
           f"{pc['positions_covered_mean']:.2f} of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average; "
           f"size balance {pc['size_balance_mean']:.3f} (1 = half small), drawn small: "
-          + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items()))
+          + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items())
+          + f"; by object area: size balance {pc['size_balance_area']:.3f}, drawn large "
+          + ", ".join(f"{k}s {v:.0%}" for k, v in pc["large_share_area"].items())
+          + f", between the sizes {pc['medium_share_area']:.0%}")
     p = res["protocol"]
     clf = ", ".join(f"{k} {v:.3f}" for k, v in p["classifier_held_out_accuracy"].items())
     print(f"protocol: {p['captions']} captions in held-out templates, one image each; classifier {p['classifier']} "

@@ -197,6 +197,28 @@ def _generate(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[li
     return x, attrs, training_captions(attrs, seed)
 
 
+#: a pixel belongs to the object when it differs from the background colour by more than this in some channel
+AREA_THRESHOLD = 60
+
+
+def object_area(images: torch.Tensor, backgrounds: list[str]) -> torch.Tensor:
+    """(N,) the share of each image's pixels off its background colour (by more than
+    ``AREA_THRESHOLD`` in some channel): the object's area, read from the pixels, with no classifier.
+    ``images`` (N, 3, H, W) uint8, or float in [-1, 1]; ``backgrounds`` (N,) names."""
+    x = images.float() if images.dtype == torch.uint8 else images.clamp(-1, 1).add(1).mul(127.5).round()  # as saved
+    bg = torch.tensor([BACKGROUNDS[b] for b in backgrounds], dtype=torch.float, device=x.device)[:, :, None, None]
+    return ((x - bg).abs().amax(1) > AREA_THRESHOLD).float().mean((1, 2))
+
+
+@functools.lru_cache(maxsize=4)
+def size_reference(side: int) -> dict[str, tuple[float, float]]:
+    """Per shape, the median ``object_area`` of the data's (seed 0) small and large images at ``side`` px."""
+    x, attrs, _ = _generate(side, 0)
+    a = object_area(x, [ATTRIBUTES["background"][int(b)] for b in attrs[:, 3]])
+    return {s: tuple(float(a[(attrs[:, 1] == i) & (attrs[:, 2] == j)].median()) for j in range(len(SIZES)))
+            for i, s in enumerate(SHAPES)}
+
+
 def class_of(attrs: torch.Tensor) -> torch.Tensor:
     """The text encoder's class for ``negatives=class``: (colour, shape, size, background) -> 0..107."""
     c, s, z, b = attrs[:, 0], attrs[:, 1], attrs[:, 2], attrs[:, 3]

@@ -163,7 +163,16 @@ def open_caption_spread(recipe: Any, modules: dict[str, nn.Module], clf: Attribu
     Covering a size with 5 % of the samples is not drawing both: ``size_balance_mean`` is the mean
     over captions of 2·min(share small, share large), 1 for half and half (the data's split), 0 for
     one size only; with 40 samples per caption, binomial noise alone puts a generator that draws
-    each size with probability ½ at about 0.87. ``small_share`` is the share drawn small per shape."""
+    each size with probability ½ at about 0.87. ``small_share`` is the share drawn small per shape.
+
+    The classifier must call every image small or large, and G's objects are not always either: an
+    object between the two sizes, or two faint copies of a small one, it calls large often enough
+    to look like balance. So the same split is also read from the pixels: each sample's object area
+    (``shapes.object_area``) against the real data's median small and large areas of its shape
+    (``shapes.size_reference``). ``size_balance_area`` is the balance with "large" meaning above the
+    midpoint of the two medians, ``large_share_area`` that share per shape, and
+    ``medium_share_area`` the share of samples in the middle third between the medians, where no
+    real object lies (0 for the data)."""
     from gankit.data import shapes
 
     cols = list(shapes.ATTRIBUTES)
@@ -182,10 +191,18 @@ def open_caption_spread(recipe: Any, modules: dict[str, nn.Module], clf: Attribu
 
     small = (p[:, :, cols.index("size")] == shapes.ATTRIBUTES["size"].index("small")).double().mean(1)  # (54,)
     shape_of = torch.tensor([shapes.SHAPES.index(a["shape"]) for a in combos])
+    area = shapes.object_area(imgs, [a["background"] for a in combos for _ in range(n)]).view(len(combos), n)
+    ref = shapes.size_reference(imgs.shape[-1])
+    lo, hi = (torch.tensor([ref[a["shape"]][j] for a in combos])[:, None] for j in (0, 1))  # (54, 1) each
+    large = (area > (lo + hi) / 2).double().mean(1)  # (54,)
+    medium = (area > lo + (hi - lo) / 3) & (area < hi - (hi - lo) / 3)  # (54, n)
     return {"captions": len(combos), "n": n, "template": shapes.DIVERSITY_TEMPLATE,
             "positions_covered_mean": covered("position"), "sizes_covered_mean": covered("size"),
             "size_balance_mean": round(float((2 * torch.minimum(small, 1 - small)).mean()), 3),
-            "small_share": {s: round(float(small[shape_of == i].mean()), 3) for i, s in enumerate(shapes.SHAPES)}}
+            "small_share": {s: round(float(small[shape_of == i].mean()), 3) for i, s in enumerate(shapes.SHAPES)},
+            "size_balance_area": round(float((2 * torch.minimum(large, 1 - large)).mean()), 3),
+            "large_share_area": {s: round(float(large[shape_of == i].mean()), 3) for i, s in enumerate(shapes.SHAPES)},
+            "medium_share_area": round(float(medium.double().mean()), 3)}
 
 
 def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, repeats: int = 2,

@@ -629,7 +629,9 @@ def eval_record(res: dict[str, Any]) -> dict[str, Any]:
     return {**res, "positions_covered": div["positions_covered"], "sizes_covered": div["sizes_covered"],
             "open_positions": div["per_caption"]["positions_covered_mean"],
             "open_sizes": div["per_caption"]["sizes_covered_mean"],
-            "open_size_balance": div["per_caption"]["size_balance_mean"]}
+            "open_size_balance": div["per_caption"]["size_balance_mean"],
+            "open_size_balance_area": div["per_caption"]["size_balance_area"],
+            "open_medium_area": div["per_caption"]["medium_share_area"]}
 
 
 def caption_similarity(right: Tensor, captions: Tensor | None = None, n_caps: Tensor | None = None) -> Tensor:
