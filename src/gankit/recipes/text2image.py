@@ -455,6 +455,30 @@ positions 4.87 of 5; seed 1 (12:12-12:29), 3,429 steps, 98.1 %, 91.2 %, 88.0 %, 
 (75 / 83 / 96 %), 77 % small, no better than ``ca`` alone. The steps the check affords are too few
 for the balance to settle, and seed 0's shape is below the check's 90 %: the setting for open
 captions when there is time to train, not the default.
+
+Every size balance above is the attribute classifier's, and it overstates (2026-12-03, 14:30 UTC).
+The classifier must call every sample small or large; G's open-caption objects are often neither
+(an object between the two sizes, or two faint copies of a small one), and it calls enough of
+those large to look like balance. ``gankit eval`` now also reads the split from the pixels
+(``size_balance_area``: the object's area against the midpoint of the data's small and large
+medians for its shape; ``medium_share_area``: the share in the middle third between them, where
+no real object lies). At 3,000 steps (``gankit train text2image --data shapes --steps 3000
+--eval-every 1500 [--seed 1] --set ...``, then ``gankit eval RUN``; a fresh encoder per seed):
+
+    setting (seed)                              shape  classifier balance  area balance  large by area (c / s / t)  between
+    defaults (1)                                0.935  0.453               0.172          4 /  9 / 13 %            22 %
+    ca=true ms_space=occupancy (0)              0.906  0.502               0.258         14 / 10 / 14 %            21 %
+    same, lambda_imle=10 (0)                    0.912  0.537               0.352         24 / 14 / 15 %            22 %
+    BicycleGAN's cVAE-GAN, λ 10 (1; trial)      0.910  0.509               0.151          4 /  5 / 13 %            18 %
+
+So what the options buy is real but small: with ``ca`` and IMLE a sixth to a quarter of the
+open-caption objects are large, not half. The last row is a trial (code not kept): an encoder
+E(x, φ(t)) gives the latent of 16 real images a step, G reconstructs them from it (L1, weight 10)
+and KL(q(z | x, t) ‖ N(0, I)) (weight 0.01) keeps the latents near the prior (BicycleGAN, Zhu et
+al. 2017, arXiv:1711.11586, its cVAE-GAN half). G reconstructed the images (L1 0.045) but drew
+large objects only where the encoder put large images, and prior samples seldom land there:
+``G(μ(x), t)`` for real large open-caption images was above the midpoint 38 % of the time, prior
+samples 9 %. With its unbounded log σ² the run first diverged at step 2,098 (an infinite latent).
 """
 
 from __future__ import annotations
