@@ -63,16 +63,13 @@ def evaluate(run: Path, env: dict[str, str]) -> dict:
 
 def diversity_lines(d: dict, label: str) -> list[str]:
     """The ``diversity`` block of ``gankit eval --json``: one open caption's spread, then the per-caption one."""
+    from gankit.metrics.attributes import size_split_text  # here: the parent process stays free of torch
+
     pc = d["per_caption"]
     return [f"diversity ({label}), {d['n']} samples of {d['caption']!r}: positions {d['position_share']}, "
             f"sizes {d['size_share']}",
             f"per caption ({pc['captions']} open captions x {pc['n']} samples): {pc['positions_covered_mean']:.2f} "
-            f"of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average, size balance "
-            f"{pc['size_balance_mean']:.3f} (1 = half small; ~0.87 by noise alone), drawn small: "
-            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items())
-            + f"; by object area: size balance {pc['size_balance_area']:.3f}, drawn large "
-            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["large_share_area"].items())
-            + f", between the sizes {pc['medium_share_area']:.0%}"]
+            f"of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average, " + size_split_text(pc)]
 
 
 def main() -> None:

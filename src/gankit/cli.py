@@ -484,7 +484,7 @@ def _eval_captions(a: argparse.Namespace, model, seed: int) -> int:  # noqa: ANN
     diversity; stackgan: also fid_attr, and for Stage-II runs Stage-I upsampled bicubically."""
     import json
 
-    from gankit.metrics.attributes import caption_accuracy
+    from gankit.metrics.attributes import caption_accuracy, size_split_text
 
     data = a.data or model.config.get("data", {}).get("name")
     if data != "shapes":
@@ -504,11 +504,7 @@ def _eval_captions(a: argparse.Namespace, model, seed: int) -> int:  # noqa: ANN
     pc = d["per_caption"]
     print(f"per caption ({pc['captions']} captions leaving size and position open, {pc['n']} samples each): "
           f"{pc['positions_covered_mean']:.2f} of 5 positions, {pc['sizes_covered_mean']:.2f} of 2 sizes on average; "
-          f"size balance {pc['size_balance_mean']:.3f} (1 = half small), drawn small: "
-          + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items())
-          + f"; by object area: size balance {pc['size_balance_area']:.3f}, drawn large "
-          + ", ".join(f"{k}s {v:.0%}" for k, v in pc["large_share_area"].items())
-          + f", between the sizes {pc['medium_share_area']:.0%}")
+          + size_split_text(pc))
     p = res["protocol"]
     clf = ", ".join(f"{k} {v:.3f}" for k, v in p["classifier_held_out_accuracy"].items())
     print(f"protocol: {p['captions']} captions in held-out templates, one image each; classifier {p['classifier']} "

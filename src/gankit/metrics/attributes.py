@@ -205,6 +205,16 @@ def open_caption_spread(recipe: Any, modules: dict[str, nn.Module], clf: Attribu
             "medium_share_area": round(float(medium.double().mean()), 3)}
 
 
+def size_split_text(pc: dict[str, Any]) -> str:
+    """``open_caption_spread``'s size split as printed by ``gankit eval`` and the benchmarks: by the
+    classifier, then by object area."""
+    return (f"size balance {pc['size_balance_mean']:.3f} (1 = half small; ~0.87 by noise alone), drawn small: "
+            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["small_share"].items())
+            + f"; by object area: size balance {pc['size_balance_area']:.3f}, drawn large "
+            + ", ".join(f"{k}s {v:.0%}" for k, v in pc["large_share_area"].items())
+            + f", between the sizes {pc['medium_share_area']:.0%}")
+
+
 def caption_accuracy(recipe: Any, modules: dict[str, nn.Module], seed: int = 0, repeats: int = 2,
                      diversity_n: int = 200, cache: Path | None = None, generate: Any = None,
                      keep_images: bool = False, open_n: int = 40) -> dict[str, Any]:
