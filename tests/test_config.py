@@ -78,7 +78,7 @@ def test_discriminator_width(name):
         spec = DataSpec("image", (1, 16, 16), None, {})
     else:
         arch = {"max_chars": 32, "width": 4, "hidden": 4, "emb_dim": 4}
-        Recipe, Config, extra = Text2ImageRecipe, Text2ImageConfig, {"t_dim": 4}
+        Recipe, Config, extra = Text2ImageRecipe, Text2ImageConfig, {"t_dim": 4, "cond": "text"}
         spec = DataSpec("image", (3, 16, 16), None, {"text_encoder": {"arch": arch}})
     assert from_dict(Config, {}).width_d is None  # DCGAN's default is 16, text2image's none
     for width_d, want in ((None, 8), (4, 4)):

@@ -46,6 +46,16 @@ TINY = {
                                    "encoder_steps=2",
                                    "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                    "lambda_imle=2", "imle_n=3", "imle_m=2"]),
+    # G reads the caption's φ(t), as in the paper (the default reads θ(x) of a retrieved image)
+    "text2image-text": ("shapes", ["size=16", "width=4", "width_d=2", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3",
+                                   "encoder_steps=2",
+                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
+                                   "cond=text"]),
+    # G reads θ(x) through conditioning augmentation: the latent is [z, ε, u]; IMLE pulls to the image
+    "text2image-cond": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3",
+                                   "encoder_steps=2",
+                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
+                                   "cond=image", "ca=true", "lambda_imle=2", "imle_n=3", "imle_m=2"]),
     # the paper's D (BatchNorm, random wrong captions), plus the off-paper R1 and two time-scale options
     "text2image-paperd": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                      "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",

@@ -417,14 +417,125 @@ def test_nearest_latents_picks_each_images_nearest_candidate():
     assert not got.requires_grad
 
 
-@pytest.mark.parametrize("sets, want", [([], [8 + 3, 4]), (["variant=cls"], [8 + 3]),
-                                        (["variant=int", "lambda_ms=0"], [8, 4]), (["ms_pairs=99"], [8 + 8, 4]),
-                                        (["ca=true"], [8 + 3, 4]),
-                                        (["lambda_imle=1", "imle_n=2", "imle_m=3"], [2 * 3, 8 + 3 + 2, 4])])
+def _naive_retrieval(emb, theta, caps, n_caps, tau):
+    """p(i | t) (B, N) in float64 by loops: softmax over images of the cosine to their nearest caption / τ."""
+    out = []
+    for e in emb.double():
+        s = [max(float(torch.dot(e, c) / (e.norm() * c.norm())) for c in caps[i, : n_caps[i]].double())
+             for i in range(theta.shape[0])]
+        out.append(torch.softmax(torch.tensor(s, dtype=torch.float64) / tau, 0))
+    return torch.stack(out)
+
+
+def test_retrieval_prior_against_a_naive_loop():
+    """The prior's picks are the inverse CDF of softmax_i(s_i / τ) at u, s_i the cosine to image i's
+    nearest valid caption (the padded rows never count), and it returns that image's θ. The table
+    keeps captions in float16: probabilities agree with float64 to ~1e-3 at τ 0.05."""
+    from gankit.models.text2image import RetrievalPrior
+
+    g = torch.Generator().manual_seed(0)
+    N, K, E, B, tau = 37, 4, 6, 64, 0.05
+    theta, caps = torch.randn(N, E, generator=g), torch.randn(N, K, E, generator=g)
+    n_caps = torch.randint(1, K + 1, (N,), generator=g)
+    caps[torch.arange(K)[None] >= n_caps[:, None]] = 100.0  # padding: would win every max if read
+    P = RetrievalPrior(N, K, E, tau, chunk=5)
+    P.fill(theta, caps, n_caps)
+    emb, u = torch.randn(B, E, generator=g), torch.rand(B, generator=g)
+    want = _naive_retrieval(emb, theta, caps, n_caps, tau)  # (B, N)
+    got = torch.softmax(P.scores(emb).double() / tau, 1)
+    assert (got - want).abs().max() < 2e-3
+    idx = P.index(emb, u)
+    cdf = want.cumsum(1)
+    for b, i in enumerate(idx.tolist()):  # u lies in image i's interval of the CDF (up to the float16 error)
+        lo = float(cdf[b, i - 1]) if i else 0.0
+        assert lo - 2e-3 <= float(u[b]) <= float(cdf[b, i]) + 2e-3
+    assert len(set(idx.tolist())) > 10
+    assert torch.equal(P(emb, u), theta[idx])
+
+
+def test_retrieval_prior_splits_what_a_caption_leaves_open():
+    """Two images share an open caption ("a red circle") and differ in a stated one ("small" /
+    "large"): the open caption picks either with probability ½ (u below or above ½), each stated
+    one only its own image; a third image, described by neither, is never picked."""
+    from gankit.models.text2image import RetrievalPrior
+
+    e = torch.eye(4)
+    open_, small, large, blue = e[0], e[1] + e[0], e[2] + e[0], e[3]
+    caps = torch.stack([torch.stack([open_, small]), torch.stack([open_, large]), torch.stack([blue, blue])])
+    theta = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]])
+    P = RetrievalPrior(3, 2, 4, tau=0.01)
+    P.fill(theta, caps, torch.tensor([2, 2, 2]))
+    u = torch.linspace(0.01, 0.99, 99)
+    picks = P.index(open_.expand(99, -1), u)
+    assert set(picks[u < 0.49].tolist()) == {0} and set(picks[u > 0.51].tolist()) == {1}
+    assert set(P.index(small.expand(99, -1), u).tolist()) == {0}
+    assert set(P.index(large.expand(99, -1), u).tolist()) == {1}
+
+
+def test_cond_default_and_what_an_old_export_means():
+    """A new run's G reads θ(x) unless its encoder has no image side; a config saved before
+    ``cond`` existed (no key) loads as G reading the caption, with the mode-seeking term on."""
+    from gankit.config import from_dict
+    from gankit.recipes.text2image import Text2ImageConfig
+
+    new = Text2ImageConfig()
+    assert new.cond == "auto" and new.image_cond and new.ms_weight == 0
+    assert not Text2ImageConfig(encoder="minilm").image_cond and Text2ImageConfig(encoder="minilm").ms_weight == 0.1
+    old = from_dict(Text2ImageConfig, {"lambda_ms": 0.1})
+    assert old.cond == "text" and not old.image_cond and old.ms_weight == 0.1
+    assert Text2ImageConfig(cond="text", lambda_ms=0.3).ms_weight == 0.3
+
+
+def test_caption_path_mixes_what_g_reads():
+    """``txt2img --interpolate``: the path from caption A to B runs through G's own conditions, the
+    ends being each caption's sample for that latent. With a G linear in its condition, the midpoint
+    is the mean of the ends in both modes; with cond=image that holds only because the two picked
+    θ are mixed (a mixed φ would retrieve one image or the other)."""
+    from gankit.engine.loop import Engine
+    from gankit.recipes.base import DataSpec
+    from gankit.train import load_data, resolve
+
+    class Linear(torch.nn.Module):  # image = R c + w's first component, broadcast over 4x4 pixels
+        def __init__(self, e):
+            super().__init__()
+            self.R = torch.nn.Parameter(torch.randn(e, 3, generator=torch.Generator().manual_seed(0)))
+
+        def forward(self, w, c):
+            return (c @ self.R + w[:, :1])[:, :, None, None].expand(-1, 3, 4, 4)
+
+    for sets in (["cond=text"], ["cond=image"]):
+        cls, hp, tcfg = resolve("text2image", data="shapes", steps=1, overrides=[
+            *TINY_T2I, "size=16", "batch=8", "standing_stats=0", *sets])
+        ds = load_data(tcfg.data, cls, hp, tcfg)
+        r = Engine(cls(hp, DataSpec.from_dataset(ds)), ds, tcfg, {}).recipe
+        E, g = r.arch["emb_dim"], torch.Generator().manual_seed(1)
+        mods = {**{n: m.eval() for n, m in r.modules.items()}, "G": Linear(E)}
+        if "P" in mods:  # a table of distinct images and captions (the 2-step encoder's are all alike)
+            P = mods["P"]
+            P.fill(torch.randn(P.theta.shape, generator=g), torch.randn(P.captions.shape, generator=g), P.n_caps)
+            emb = P.captions[:2, 0].float()  # image 0's and image 1's first captions
+        else:
+            emb = torch.randn(2, E, generator=g)
+        z = torch.randn(1, r.latent_dim, generator=g).expand(3, -1)
+        path = r.caption_path(mods, z, emb[0], emb[1], torch.linspace(0, 1, 3)[:, None])
+        ends = r.generate_from_embeddings(mods, z[:2], emb)
+        assert not torch.allclose(ends[0], ends[1], atol=1e-3)
+        assert torch.allclose(path[0], ends[0], atol=1e-6) and torch.allclose(path[2], ends[1], atol=1e-6)
+        assert torch.allclose(path[1], ends.mean(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("sets, want", [(["cond=text"], [8 + 3, 4]), (["cond=text", "variant=cls"], [8 + 3]),
+                                        (["cond=text", "variant=int", "lambda_ms=0"], [8, 4]),
+                                        (["cond=text", "ms_pairs=99"], [8 + 8, 4]),
+                                        (["cond=text", "ca=true"], [8 + 3, 4]), ([], [8, 4]),
+                                        (["lambda_ms=0.1"], [8 + 3, 4]), (["ca=true"], [8, 4]),
+                                        (["cond=text", "lambda_imle=1", "imle_n=2", "imle_m=3"], [2 * 3, 8 + 3 + 2, 4]),
+                                        (["lambda_imle=1", "imle_n=2", "imle_m=3"], [2 * 3, 8 + 2, 4])])
 def test_text2image_step_batches_of_g(sets, want):
     """G's passes in one training step: the batch plus ms_pairs second latents in one pass (clamped
     to the batch), then GAN-INT's batch // 2 interpolations; every latent is z (4), and with ca
-    [z, ε] (4 + t_dim 4). With the IMLE term, its imle_n x imle_m candidates come first (no
+    [z, ε] (4 + t_dim 4). With the default cond (image) the prior's u is not G's (training never
+    draws it) and the mode-seeking term is off unless set. With the IMLE term, its imle_n x imle_m candidates come first (no
     gradients), and the imle_n chosen latents ride in the main pass."""
     from gankit.engine.loop import Engine
     from gankit.recipes.base import DataSpec
@@ -484,7 +595,8 @@ def test_text2image_trains_on_each_caption_layout(tmp_path, layout):
     res = train("text2image", data=str(data), out=tmp_path / "run", steps=2, batch=4, size=16, overrides=TINY_T2I)
     assert res.step == 2
     cfg = json.loads((tmp_path / "run" / "export" / "config.json").read_text())
-    assert set(cfg["modules"]) == {"G", "T"} and cfg["data"]["info"]["text_encoder"]["arch"]["emb_dim"] == 8
+    assert set(cfg["modules"]) == {"G", "T", "P"} and cfg["data"]["info"]["text_encoder"]["arch"]["emb_dim"] == 8
+    assert cfg["data"]["info"]["retrieval"]["images"] == len(load_dataset(str(data)).x)
 
 
 def test_txt2img_cli_end_to_end_and_errors(tmp_path, capsys):
@@ -528,6 +640,9 @@ def test_txt2img_cli_end_to_end_and_errors(tmp_path, capsys):
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "imle_m=0"], "imle_n, imle_m >= 1"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "encoder_post=whiten"],
          "needs encoder=minilm"),
+        (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "cond=image", "--set", "encoder=minilm"],
+         "encoder=minilm has none"),
+        (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", "prior_tau=0"], "prior_tau must be > 0"),
         (["train", "text-encoder", "--data", "shapes", "--steps", "1", "--set", "negatives=all"],
          "bad value for negatives: 'all' (expected one of stated, class)"),
         (["train", "text2image", "--data", "shapes", "--steps", "1", "--set", f"encoder={tmp_path / 'nope'}"],

@@ -216,6 +216,23 @@ def load_encoder(folder: Path) -> tuple[Any, dict[str, Any], str]:
 
 
 @torch.no_grad()
+def embed_images(folder: str | Path, x: Tensor, batch: int = 1000) -> Tensor:
+    """float32 (N, E): θ(x), the joint embedding's image side V of the text-encoder export in
+    ``folder``, for uint8 images ``x`` (N, C, S, S) (scaled to [-1, 1] as training batches are)."""
+    from gankit import load
+
+    model = load(folder)
+    if model.recipe.name != "text-encoder":
+        raise UsageError(f"{folder} is a {model.recipe.name} export, not a text-encoder one (it has no image side)")
+    want = model.recipe.spec.shape[0]
+    if x.shape[1] != want:
+        raise UsageError(f"the text encoder in {folder} reads {want}-channel images; this data has {x.shape[1]}")
+    V = model.recipe.modules["V"].eval()
+    out = [V(x[i : i + batch].float().mul(2.0 / 255.0).sub(1.0)) for i in range(0, x.shape[0], batch)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+@torch.no_grad()
 def embed_texts(T: Any, arch: dict[str, Any], texts: list[str], batch: int | None = None) -> Tensor:
     """float32 (len(texts), E) embeddings, ``batch`` captions a pass (default: 512 for the small
     char-CNN-RNN, 64 for MiniLM, whose attention activations grow with the batch)."""

@@ -11,6 +11,12 @@ D(x, φ(t)): the DCGAN discriminator's convolutions down to 4x4; φ(t) is compre
 Option, off-paper: G may read φ(t) through StackGAN's conditioning augmentation instead
 (``ConditioningAugmentation``, Zhang et al. 2017, arXiv:1612.03242, Sec. 3.1): ĉ = μ(φ) + σ(φ) ⊙ ε,
 its noise ε then part of G's latent.
+
+Off-paper, the recipe's default (``cond=image``; ``RetrievalPrior``): G is conditioned on a
+training image's embedding θ(x) by the text encoder's image side instead of φ(t); at sampling a
+caption picks the training image whose θ G reads, among those its text could describe (the
+two-stage prior → decoder split of unCLIP, Ramesh et al. 2022, arXiv:2204.06125, with a
+nearest-neighbour prior in place of a learned one). See the text2image recipe's docstring for why.
 """
 
 from __future__ import annotations
@@ -84,6 +90,64 @@ class TextToImageGenerator(nn.Module):
         else:
             c = self.text(emb)
         return self.body(torch.cat([w[:, :self.z_dim], c], 1))  # (B, z_dim + t_dim) -> (B, C, S, S)
+
+
+def normal_cdf(w: Tensor) -> Tensor:
+    """Φ(w): a standard normal latent component -> uniform on (0, 1)."""
+    return 0.5 * (1 + torch.erf(w / 2 ** 0.5))
+
+
+class RetrievalPrior(nn.Module):
+    """p(i | t) over the N training images: softmax_i(s_i / τ), s_i the cosine of φ(t) to the
+    nearest of image i's captions; the condition G reads is θ(x_i), the image's embedding.
+
+    A caption that leaves an attribute open is as near to the images of every value of it (each
+    has a caption that says no more), so the choice among them is the data's split; a caption that
+    states it is nearest the images that have it. Buffers only, no parameters; they are filled
+    once from the training data (``fill``) and travel in checkpoints and exports:
+    ``theta`` (N, E) float32, ``captions`` (N, K, E) unit-norm caption embeddings in float16
+    (zeros past ``n_caps``: half the size, and a cosine error of ~1e-3, a tenth of τ's default),
+    ``n_caps`` (N,) int64.
+    """
+
+    def __init__(self, n: int, k: int, emb_dim: int, tau: float, chunk: int = 256) -> None:
+        super().__init__()
+        self.tau, self.chunk = tau, chunk
+        self.register_buffer("theta", torch.zeros(n, emb_dim))
+        self.register_buffer("captions", torch.zeros(n, k, emb_dim, dtype=torch.float16))
+        self.register_buffer("n_caps", torch.ones(n, dtype=torch.int64))
+
+    @torch.no_grad()
+    def fill(self, theta: Tensor, captions: Tensor, n_caps: Tensor) -> None:
+        """θ(x) (N, E), caption embeddings (N, K, E) with ``n_caps`` (N,) of each row valid."""
+        valid = torch.arange(captions.shape[1], device=captions.device)[None] < n_caps[:, None]  # (N, K)
+        self.theta.copy_(theta)
+        self.captions.copy_(F.normalize(captions.float(), dim=2) * valid[..., None])
+        self.n_caps.copy_(n_caps)
+
+    def scores(self, emb: Tensor) -> Tensor:
+        """s (B, N): the cosine of each φ(t) in ``emb`` (B, E) to the nearest caption of each image."""
+        e = F.normalize(emb.float(), dim=1)
+        valid = torch.arange(self.captions.shape[1], device=e.device)[None] < self.n_caps[:, None]  # (N, K)
+        out = []
+        for j in range(0, self.theta.shape[0], 4096):  # float32 copies of 4,096 images' captions at a time
+            sim = torch.einsum("be,nke->bnk", e, self.captions[j : j + 4096].float())  # (B, n, K)
+            out.append(sim.masked_fill(~valid[None, j : j + 4096], -2.0).amax(2))
+        return torch.cat(out, 1)
+
+    @torch.no_grad()
+    def index(self, emb: Tensor, u: Tensor) -> Tensor:
+        """The training image (B,) int64 each caption picks: the inverse CDF of p(i | t) at ``u`` (B,) in (0, 1)."""
+        out = []
+        for j in range(0, emb.shape[0], self.chunk):
+            p = F.softmax(self.scores(emb[j : j + self.chunk]) / self.tau, 1)  # (b, N)
+            k = (p.cumsum(1) < u[j : j + self.chunk, None]).sum(1)
+            out.append(k.clamp(max=p.shape[1] - 1))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64, device=emb.device)
+
+    def forward(self, emb: Tensor, u: Tensor) -> Tensor:
+        """θ(x_i) (B, E) of the images picked for φ(t) ``emb`` (B, E) by ``u`` (B,)."""
+        return self.theta[self.index(emb, u)]
 
 
 class MatchingDiscriminator(nn.Module):

@@ -9,6 +9,14 @@ kept frozen here; embeddings of the training captions are precomputed (cached pe
 ``encoder=minilm`` uses the pretrained sentence encoder all-MiniLM-L6-v2 instead (384-d,
 ``gankit.models.minilm``, from the optional extra ``gankit[minilm]``; ``gankit.text``).
 
+What G reads (``cond``; the last section of this docstring): ``text`` is the paper's G(z, φ(t)).
+``image``, the default with gankit's own encoder (``cond=auto``; MiniLM has no image side, so
+``text`` with it), trains G(z, θ(x)) on the training image's own embedding by the encoder's
+image side, and at sampling a retrieval prior picks the training image whose θ G reads among
+those the caption describes; the latent's last component makes that choice. D always reads the
+caption. Every measurement before that section was made with G reading φ(t) (``cond=text``), the
+default until 2026-12-03; "the defaults" there means those.
+
 Objective, with s = D(·,·) as a probability and one random caption t of each image x:
 
 - ``gan``: the conditional GAN. D: -[log D(x, t) + log(1 - D(G(z, t), t))].
@@ -32,7 +40,7 @@ the authors' code (B/2): image i's caption with image B-1-i's, i < B // 2. At β
 (i, B-1-i) and (B-1-i, i) give the same embedding, so gankit's earlier full-batch GAN-INT pass
 drew each interpolation twice.
 ``ema=true`` (off-paper, default; Yazıcı et al. 2019): samples come from an exponential moving
-average of G's weights. ``lambda_ms=0.1`` (off-paper, default; Mao et al. 2019, MSGAN,
+average of G's weights. ``lambda_ms=0.1`` (off-paper, default with ``cond=text``; Mao et al. 2019, MSGAN,
 arXiv:1903.05628): G also minimises 1 / (E|G(z1, t) - G(z2, t)| / E|z1 - z2|), the distance
 taken by default between where D's features respond (``ms_space``, below), for ``ms_pairs`` = 16 of the B
 captions a step: their second latents ride in G's pass over the batch (one BatchNorm batch of
@@ -495,41 +503,76 @@ et al. 2022, arXiv:2204.06125, in small):
     1, 8                             0.870  0.976   0.716            0.750  0.473         22 / 34 / 22 %     13 %
     0, 32                            0.887  0.933   0.716            0.744  0.508         32 / 42 / 28 %     14 %
 
-The area balance stayed near half from 1,500 to 3,000 steps (training-time evaluations: 0.413 →
-0.486; 0.513 → 0.468 on seed 1; 0.545 → 0.508 with 32 components), where the defaults' fell
-steadily; whether it holds over longer runs was not measured. What it costs is what the caption
-states: the prior's samples are Gaussian draws between the training images' embeddings, and for a
-caption that states the position or colour they are sometimes another image's (stated position
-0.72-0.76 against 0.995 for the defaults on seed 1, all stated 0.74-0.76 against 0.900); 32 components did not help, so the
-next step is a prior whose samples are real embeddings (for example one of the training images
-the caption could describe), not a sharper Gaussian mixture.
+The prior's samples are Gaussian draws between the training images' embeddings, and for a caption
+that states the position or colour they are sometimes another image's; 32 components did not
+help. So the prior that was kept draws real embeddings.
 
-That prior, tried the same day (trial code not kept): sampling draws one *training image* i with
-probability softmax_i(s_i / τ), τ = 0.01, s_i the cosine of φ(t) to the nearest of image i's
-captions (the ``describes=image`` rule), and G gets θ(x_i), an embedding it was trained on; a
-latent component picks i (inverse CDF). Nothing is learned for it; the export holds the training
-images' embeddings and caption embeddings (9,720 x 128 and 9,720 x 5 x 128 on ``shapes``).
-Same runs and measure, 3,000 steps:
+**``cond=image``: G reads a retrieved image's embedding (the default since 2026-12-03).**
+Training: G(z, θ(x)) with θ(x) the real image's embedding by the encoder's image side
+(``gankit.text.embed_images``, once per training image; the batch carries it as ``theta``); D is
+unchanged and judges the image against one of the image's captions (matching-aware, hard wrong
+captions, contrastive term), GAN-INT mixes two images' θ for G and their captions' φ for D, and
+IMLE and conditioning augmentation, when set, act on θ. Sampling: the retrieval prior
+(``gankit.models.text2image.RetrievalPrior``) picks training image i with probability
+softmax_i(s_i / τ), s_i the cosine of φ(t) to the nearest of image i's captions (the
+``describes=image`` rule), τ = ``prior_tau`` = 0.01, by the inverse CDF at Φ(u), u the latent's
+last component; G then reads θ(x_i), an input it was trained on. Nothing is learned for the
+prior: the export carries its table (``P.safetensors``: θ 9,720 x 128 in float32 and the caption
+embeddings 9,720 x 5 x 128 in float16 on ``shapes``, 17.5 MB beside G's 2.6 MB; checkpoints carry
+it too).
+``txt2img --interpolate`` mixes the two captions' picked θ, as GAN-INT trained G. This is
+unCLIP's split (a prior chooses what the image shows, the decoder draws it) with a
+nearest-neighbour prior over the training set in place of a learned one; kNN-Diffusion (Sheynin et
+al. 2022, arXiv:2204.02849) and RDM (Blattmann et al. 2022, arXiv:2204.11824) also condition a
+generator on retrieved training images' embeddings.
 
-    seed  shape  colour  size   stated position  all    area balance  large (c / s / t)  between  positions
-    0     0.968  0.997   0.958  0.769            0.896  0.845         54 / 50 / 45 %      4 %     4.91
-    1     0.933  0.991  0.963  0.764            0.867  0.854         51 / 53 / 47 %      4 %     5.00
+Why it works where the remedies above did not: the size a caption leaves open is chosen before G,
+by the data. "i see a red circle against a black background" is as near to the small red circles'
+captions as to the large ones' (each image has one that says no more), so the prior picks both in
+the data's proportion, and a caption that states the size is nearest to images of that size.
+Measured without any GAN (the seed-0 encoder; for each of ``gankit eval``'s 1,080 held-out
+captions, the prior's exact probability of picking an image that has what the caption states,
+from the images' true attributes; scratch script): colour, shape and position 100.0 %,
+background 99.9 %, size 98.6 %, all stated 98.8 %; the 54 open captions pick large 50 / 50 /
+48 % of the time (circles / squares / triangles) and cover 5.0 of 5 positions. G then only has to draw what θ says, which every attribute of θ tells it (a linear
+probe on θ reads colour, shape, size, background and position at 99.9-100 %).
 
-The open captions' sizes split as the data's (0.845 by area, 0.87 being what sampling noise leaves
-at 40 samples), objects between the sizes fall to 4 %, and shape and colour are at or above the
-defaults' (seed 1 defaults: 0.935 and 0.990); the balance held from 1,500 to 3,000 steps
-(training-time evaluations 0.832 → 0.845, 0.790 → 0.814). What is left is the stated position (0.77 against
-0.995): many images' captions do not state the position, so a caption that does is near images
-at other positions too. τ = 0.003 (seed 0) left it at 0.764 (shape 0.971, all 0.905, area balance
-0.833), so it is the similarity rule, not its temperature: scoring by what the caption states (or
-by the caption's own template) is the next thing to measure, then the 15-minute check, before
-this becomes an option or the default.
+What it gives up: it draws what some training image shows. A caption combining attributes that
+no training image has gets the θ of the nearest ones (on ``shapes`` every combination is in the
+data; on real photos the picture is a new drawing of a retrieved image's content, not a new
+composition). The latent's z varies little within one θ (below: without the mode-seeking term),
+so the variety of one caption's samples is the variety of the images it retrieves.
+
+The mode-seeking term is off with it (``lambda_ms`` unset: 0 with ``cond=image``, 0.1 with
+``text``). θ(x) fixes the image's layout; the term paid G for moving the object between two
+latents of one θ, and D checks the position only when the drawn caption states it. With the term
+(first trials, same code otherwise, 3,000 steps; then ``gankit eval``): stated position 0.769 /
+0.764 (seeds 0 / 1), all stated 0.896 / 0.867, where the prior itself picks the stated position
+100 % of the time; τ = 0.003 left it at 0.764, and neither judging G's image against every caption
+of its image (0.736) nor a consistency term 1 - cos(V(G(z, θ)), θ) through the frozen image side
+(weight 1; 0.726) raised it. Without the term (``gankit train text2image --data shapes --steps 3000
+--eval-every 1500 [--seed 1]``, each seed with its own encoder; the training-time evaluation at
+3,000 steps; seed 0 on the trial code, seed 1 on this code):
+
+    seed  shape  colour  size   stated position  all    area balance  between  positions
+    0     0.990  1.000   0.983  0.986            0.974  0.864         0.7 %    4.89
+    1     0.991  1.000   0.983  1.000            0.976  0.859         0.8 %    4.98
+
+Against the text-conditioned defaults at the same 3,000 steps (seed 1: shape 0.935, all 0.900,
+area balance 0.172): every figure better, and the open captions' sizes split as the data's (0.87
+being what sampling noise leaves at 40 samples). Already at 1,500 steps: shape 0.977 / 0.966,
+all 0.958 / 0.951, balance 0.86 / 0.86. In the 15-minute check (``benchmarks/text2image_shapes.py
+[--seed 1]``, 2026-12-03 16:40-17:11 UTC, one after the other on idle cores; 8,772 / 8,611 GAN
+steps at 739 / 731 img/s): colour 1.000 / 0.997, shape 1.000 / 0.996, stated position 0.976 /
+1.000, all stated 0.987 / 0.973; open captions area balance 0.83 / 0.87 (large 52 / 47 / 50 % and
+48 / 51 / 49 %), 0.2 / 0.1 % between the sizes, 4.96 / 4.98 positions. The text-conditioned
+defaults on a machine as fast: shape 0.970 / 0.969, all 0.955 / 0.945, 0-4 % large.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -540,7 +583,7 @@ from gankit.errors import UsageError
 from gankit.losses import (contrastive_match, d_bce, d_matching_aware, feature_layout, feature_occupancy, kl_normal,
                            mode_seeking, r1_penalty)
 from gankit.models.dcgan import dcgan_init_
-from gankit.models.text2image import MatchingDiscriminator, TextToImageGenerator
+from gankit.models.text2image import MatchingDiscriminator, RetrievalPrior, TextToImageGenerator, normal_cdf
 from gankit.recipes.base import Recipe, StepContext
 from gankit.recipes.gan import validate_common
 from gankit.recipes.text_encoder import caption_index, pick_caption
@@ -602,7 +645,7 @@ class Text2ImageConfig(TextGANSettings):
     betas: tuple[float, ...] = (0.5, 0.999)
     ema: bool = True
     ema_decay: float = 0.999
-    lambda_ms: float = 0.1  # mode-seeking term (MSGAN) weight; 0 = the paper's objective
+    lambda_ms: float | None = None  # mode-seeking term (MSGAN) weight; None: 0.1 with cond=text, 0 with cond=image
     ms_space: Literal["layout", "occupancy", "features", "pixels"] = "layout"  # mode-seeking distance: see ms_view
     ms_pairs: int = 16  # captions per step given a second latent for the mode-seeking term (at most batch)
     r1_gamma: float = 0.0  # R1 penalty γ/2·E‖∇_x D(x, t)‖² on real, matching pairs (Mescheder et al. 2018)
@@ -613,11 +656,29 @@ class Text2ImageConfig(TextGANSettings):
     lambda_imle: float = 0.0  # conditional IMLE: the nearest of imle_m samples of a caption is pulled to its image
     imle_n: int = 16  # real images per step given the IMLE term (at most batch)
     imle_m: int = 8  # candidate latents per real image, searched without gradients
+    cond: Literal["auto", "text", "image"] = "auto"  # G reads φ(t), or θ(x) of a training image the caption picks; auto: image unless encoder=minilm
+    prior_tau: float = 0.01  # cond=image: the retrieval prior's softmax temperature on cosine similarities
+
+    # What a run saved before ``cond`` existed trained (config.from_dict): G read the caption.
+    absent_means: ClassVar[dict[str, Any]] = {"cond": "text"}
+
+    @property
+    def ms_weight(self) -> float:
+        """``lambda_ms``, or its default: 0.1 when G reads the caption, 0 when it reads θ(x), which
+        fixes the image's layout (the retrieval prior makes the variety; see the docstring)."""
+        if self.lambda_ms is not None:
+            return self.lambda_ms
+        return 0.0 if self.image_cond else 0.1
+
+    @property
+    def image_cond(self) -> bool:
+        """G reads θ(x): ``cond=image``, or ``auto`` with an encoder that has an image side (not minilm)."""
+        return self.cond == "image" or (self.cond == "auto" and self.encoder != "minilm")
 
     def validate(self) -> None:
         validate_common(self, ("z_dim", "t_dim", "width", "batch", "encoder_steps"))
         self.validate_text()
-        if self.lambda_ms < 0:
+        if self.lambda_ms is not None and self.lambda_ms < 0:
             raise UsageError(f"lambda_ms must be >= 0, got {self.lambda_ms}")
         if self.ms_pairs < 1:
             raise UsageError(f"ms_pairs must be >= 1 (captions given a second latent each step), got {self.ms_pairs}")
@@ -632,6 +693,11 @@ class Text2ImageConfig(TextGANSettings):
             raise UsageError(f"size must be a power of two >= 16 for text2image, got {self.size}")
         if not 0 <= self.beta <= 1:
             raise UsageError(f"beta must be in [0, 1], got {self.beta}")
+        if not self.prior_tau > 0:
+            raise UsageError(f"prior_tau must be > 0, got {self.prior_tau}")
+        if self.cond == "image" and self.encoder == "minilm":
+            raise UsageError("cond=image conditions G on the text encoder's image side; encoder=minilm has none "
+                             "(use encoder=auto or a text-encoder run)")
 
 
 def wrong_captions(right: Tensor, sim: Tensor, cfg: TextGANSettings) -> Tensor:
@@ -744,7 +810,7 @@ def hard_wrong(emb: Tensor, sim: Tensor, max_sim: float) -> Tensor:
 class TextInputs:
     """What G samples from: latents and caption codes, sliceable together."""
 
-    z: Tensor  # (n, latent_dim): z, and ε with ca
+    z: Tensor  # (n, latent_dim): z, ε with ca, u with cond=image
     codes: Tensor  # (n, L): uint8 characters or int64 word pieces (gankit.text.tokenize)
 
     def __len__(self) -> int:
@@ -780,6 +846,13 @@ class Text2ImageRecipe(Recipe):
         ds.aligned = {"emb": emb, "n_caps": n}
         ds.frozen = {"T": T.state_dict()}
         ds.info = {**ds.info, "text_encoder": {"arch": arch, "source": source, "sha256": sha}}
+        if getattr(cfg, "image_cond", False):  # G's condition θ(x) per image, and the prior's table
+            theta = text.embed_images(source, ds.x)  # (N, E)
+            ds.aligned["theta"] = theta
+            P = RetrievalPrior(*emb.shape, cfg.prior_tau)
+            P.fill(theta, emb, n)
+            ds.frozen["P"] = P.state_dict()
+            ds.info["retrieval"] = {"images": emb.shape[0], "captions": emb.shape[1]}  # P's shape, for loading
         return ds
 
     def __init__(self, cfg: Text2ImageConfig, spec: Any) -> None:
@@ -791,8 +864,27 @@ class Text2ImageRecipe(Recipe):
 
     @property
     def latent_dim(self) -> int:
-        """Components of one latent: z, and with ``ca`` the conditioning noise ε after it."""
+        """Components of one latent: z, with ``ca`` the conditioning noise ε after it, and with
+        ``cond=image`` last the prior's choice u (a normal component, its CDF uniform)."""
+        return self.g_latent_dim + int(self.image_cond)
+
+    @property
+    def image_cond(self) -> bool:
+        """G reads θ(x) picked by the retrieval prior (``Text2ImageConfig.image_cond``; StackGAN's config has none)."""
+        return getattr(self.cfg, "image_cond", False)
+
+    @property
+    def g_latent_dim(self) -> int:
+        """Components of G's own latent: z, and with ``ca`` ε."""
         return self.cfg.z_dim + (self.cfg.t_dim if self.cfg.ca else 0)
+
+    def condition(self, modules: dict[str, Any], w: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        """(G's latent, G's condition) for latents ``w`` (n, latent_dim) and caption embeddings
+        ``emb`` (n, E): ``w`` and φ(t) themselves, or with ``cond=image`` ``w`` without its last
+        component u and the θ(x) the retrieval prior picks with Φ(u)."""
+        if not self.image_cond:
+            return w, emb
+        return w[:, :-1], modules["P"](emb, normal_cdf(w[:, -1]))
 
     def build(self, device: torch.device) -> None:
         c = self.cfg
@@ -804,6 +896,9 @@ class Text2ImageRecipe(Recipe):
         dcgan_init_(D)
         T = text.text_module(self.arch)  # weights: Dataset.frozen / the export
         self.modules = {"G": G.to(device), "D": D.to(device), "T": T.to(device)}
+        if c.image_cond:  # the table: Dataset.frozen / the export
+            r = self.spec.info["retrieval"]
+            self.modules["P"] = RetrievalPrior(r["images"], r["captions"], E, c.prior_tau).to(device)
         self.optimizers = {
             "D": torch.optim.Adam(D.parameters(), lr=c.lr if c.lr_d is None else c.lr_d, betas=tuple(c.betas)),
             "G": torch.optim.Adam(G.parameters(), lr=c.lr, betas=tuple(c.betas)),
@@ -817,7 +912,7 @@ class Text2ImageRecipe(Recipe):
                                      projection=c.projection)
 
     def export_modules(self) -> tuple[str, ...]:
-        return ("G", "T")
+        return ("G", "T", "P") if self.image_cond else ("G", "T")
 
     def train_step(self, ctx: StepContext, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         c = self.cfg
@@ -829,18 +924,20 @@ class Text2ImageRecipe(Recipe):
         right = batch["emb"][torch.arange(B, device=x.device), k]  # (B, E) φ(t) of each image's caption
         sim = batch_similarity(batch, right, c)  # (B, B) how near caption j comes to describing image i
         wrong = wrong_captions(right, sim, c)  # (B, E)
-        z = ctx.randn(B, self.latent_dim)  # (B, z_dim [+ t_dim]): z, and ε with ca
-        n_ms = min(c.ms_pairs, B) if c.lambda_ms else 0
+        # what G reads: the caption's φ(t), or with cond=image the image's own θ(x) (the prior picks one at sampling)
+        cond = batch["theta"] if c.image_cond else right  # (B, E)
+        z = ctx.randn(B, self.g_latent_dim)  # (B, z_dim [+ t_dim]): z, and ε with ca
+        n_ms = min(c.ms_pairs, B) if c.ms_weight else 0
         n_im = min(c.imle_n, B) if c.lambda_imle else 0
-        zs, ts = [z], [right]
+        zs, ts = [z], [cond]
         if n_ms:  # mode seeking: a second latent for the first n_ms captions, in the same G pass
-            z2 = ctx.randn(n_ms, self.latent_dim)
+            z2 = ctx.randn(n_ms, self.g_latent_dim)
             zs.append(z2)
-            ts.append(right[:n_ms])
+            ts.append(cond[:n_ms])
         if n_im:  # IMLE: the first n_im images' nearest sample under their caption, in the same G pass
-            zs.append(nearest_latents(G, ctx.randn(n_im * c.imle_m, self.latent_dim), right[:n_im], x[:n_im]))
-            ts.append(right[:n_im])
-        fake_all = G(torch.cat(zs), torch.cat(ts)) if len(zs) > 1 else G(z, right)  # (B + n_ms + n_im, C, S, S)
+            zs.append(nearest_latents(G, ctx.randn(n_im * c.imle_m, self.g_latent_dim), cond[:n_im], x[:n_im]))
+            ts.append(cond[:n_im])
+        fake_all = G(torch.cat(zs), torch.cat(ts)) if len(zs) > 1 else G(z, cond)  # (B + n_ms + n_im, C, S, S)
         fake = fake_all[:B]
 
         x_r = x.detach().requires_grad_(True) if c.r1_gamma else x
@@ -868,15 +965,16 @@ class Text2ImageRecipe(Recipe):
         if interp:  # B // 2 pairs (i, B-1-i): at β = ½ the other half of the batch would repeat them
             h = B // 2
             t_int = c.beta * right[:h] + (1 - c.beta) * right.flip(0)[:h]  # (h, E) between two captions
-            loss_g = loss_g + F.softplus(-D(G(ctx.randn(h, self.latent_dim), t_int), t_int)).mean()
+            g_int = c.beta * cond[:h] + (1 - c.beta) * cond.flip(0)[:h]  # (h, E): the same mix of G's conditions
+            loss_g = loss_g + F.softplus(-D(G(ctx.randn(h, self.g_latent_dim), g_int), t_int)).mean()
         if n_ms:  # G must not ignore z: the two latents' images must differ
             loss_ms = mode_seeking_pair(c.ms_space, fake_all, h_all, z, z2)
-            loss_g = loss_g + c.lambda_ms * loss_ms
+            loss_g = loss_g + c.ms_weight * loss_ms
         if n_im:  # every real image must have a sample near it under its own caption
             loss_imle = (fake_all[B + n_ms:] - x[:n_im]).pow(2).mean()
             loss_g = loss_g + c.lambda_imle * loss_imle
         if c.ca:  # StackGAN's regulariser: the condition's distribution stays near N(0, I)
-            loss_kl = kl_normal(*G.text.stats(right)) / c.t_dim  # per component, as StackGAN's recipe
+            loss_kl = kl_normal(*G.text.stats(cond)) / c.t_dim  # per component, as StackGAN's recipe
             loss_g = loss_g + c.kl_weight * loss_kl
         ctx.optimize("G", loss_g)
 
@@ -902,6 +1000,10 @@ class Text2ImageRecipe(Recipe):
         """The sampled stage on one random training caption of each image and fresh latents, as in
         a training step, but never GAN-INT's interpolated embeddings (sampling does not see them)."""
         B = batch["n_caps"].shape[0]
+        if self.image_cond:  # G's conditions as in training: the images' own θ(x)
+            G = modules["G"]
+            G(torch.randn(B, self.g_latent_dim, generator=generator).to(batch["theta"].device), batch["theta"])
+            return
         k = caption_index(torch.rand(B, generator=generator), batch["n_caps"])  # (B,) on the data's device
         right = batch["emb"][torch.arange(B, device=k.device), k]  # (B, E)
         w = torch.randn(B, self.latent_dim, generator=generator)
@@ -925,7 +1027,7 @@ class Text2ImageRecipe(Recipe):
     def generate(self, modules: dict[str, Any], inputs: TextInputs) -> Tensor:
         device = next(modules["G"].parameters()).device
         emb = modules["T"](inputs.codes.to(device))  # (n, E)
-        return modules["G"](inputs.z.to(device), emb)
+        return modules["G"](*self.condition(modules, inputs.z.to(device), emb))
 
     @torch.no_grad()
     def grid(self, modules: dict[str, Any], inputs: TextInputs) -> tuple[Tensor, int | None]:
@@ -943,7 +1045,21 @@ class Text2ImageRecipe(Recipe):
     def generate_from_embeddings(self, modules: dict[str, Any], z: Tensor, emb: Tensor) -> Tensor:
         """G(z, φ) for given embeddings (interpolations between captions)."""
         device = next(modules["G"].parameters()).device
-        return modules["G"](z.to(device), emb.to(device))
+        return modules["G"](*self.condition(modules, z.to(device), emb.to(device)))
+
+    @torch.no_grad()
+    def caption_path(self, modules: dict[str, Any], z: Tensor, emb0: Tensor, emb1: Tensor, w: Tensor) -> Tensor:
+        """Images for latents ``z`` (n, latent_dim) on the way from caption φ0 to φ1 (each (E,)),
+        ``w`` (n, 1) the fraction of the way: G's condition is (1 - w)·φ0 + w·φ1, or with
+        ``cond=image`` the same mix of the θ(x) the prior picks for each caption with the same u
+        (GAN-INT trained G on such mixes; a mixed φ would retrieve one image or the other)."""
+        if not self.image_cond:
+            return self.generate_from_embeddings(modules, z, (1 - w) * emb0 + w * emb1)
+        device = next(modules["G"].parameters()).device
+        z, w, n = z.to(device), w.to(device), z.shape[0]
+        g_z, th0 = self.condition(modules, z, emb0.to(device).expand(n, -1))
+        th1 = self.condition(modules, z, emb1.to(device).expand(n, -1))[1]
+        return modules["G"](g_z, (1 - w) * th0 + w * th1)
 
     @torch.no_grad()
     def embed(self, modules: dict[str, Any], captions: list[str]) -> Tensor:
