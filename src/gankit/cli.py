@@ -444,9 +444,10 @@ def cmd_txt2img(a: argparse.Namespace) -> int:
         z0, z1 = torch.randn(k, dim, generator=gen), torch.randn(k, dim, generator=gen)
         emb = recipe.embed(recipe.modules, captions).cpu()  # (2, E)
         w = torch.linspace(0, 1, steps)[:, None]  # (steps, 1)
+        text_path = (1 - w) * emb[0] + w * emb[1]  # (steps, E)
         rows = []
         for i in range(k):  # z fixed, caption A -> B
-            rows.append(recipe.caption_path(recipe.modules, z0[i].expand(steps, -1), emb[0], emb[1], w))
+            rows.append(recipe.generate_from_embeddings(recipe.modules, z0[i].expand(steps, -1), text_path))
         for i in range(k):  # caption A fixed, z0 -> z1
             zs = (1 - w) * z0[i] + w * z1[i]
             rows.append(recipe.generate_from_embeddings(recipe.modules, zs, emb[0].expand(steps, -1)))
