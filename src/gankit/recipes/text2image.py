@@ -539,8 +539,9 @@ Measured without any GAN (the seed-0 encoder; for each of ``gankit eval``'s 1,08
 captions, the prior's exact probability of picking an image that has what the caption states,
 from the images' true attributes; scratch script): colour, shape and position 100.0 %,
 background 99.9 %, size 98.6 %, all stated 98.8 %; the 54 open captions pick large 50 / 50 /
-48 % of the time (circles / squares / triangles) and cover 5.0 of 5 positions. G then only has to draw what θ says, which every attribute of θ tells it (a linear
-probe on θ reads colour, shape, size, background and position at 99.9-100 %).
+48 % of the time (circles / squares / triangles) and cover 5.0 of 5 positions. G then only has
+to draw what θ says, and θ tells it every attribute (a linear probe on θ reads colour, shape,
+size, background and position at 99.9-100 %).
 
 What it gives up: it draws what some training image shows. A caption combining attributes that
 no training image has gets the θ of the nearest ones (on ``shapes`` every combination is in the
@@ -560,7 +561,7 @@ The mode-seeking term is off with it (``lambda_ms`` unset: 0 with ``cond=image``
 latents of one θ, and D checks the position only when the drawn caption states it. With the term
 (first trials, same code otherwise, 3,000 steps; then ``gankit eval``): stated position 0.769 /
 0.764 (seeds 0 / 1), all stated 0.896 / 0.867, where the prior itself picks the stated position
-100 % of the time; τ = 0.003 left it at 0.764, and neither judging G's image against every caption
+100 % of the time (seed 0's encoder); τ = 0.003 left it at 0.764, and neither judging G's image against every caption
 of its image (0.736) nor a consistency term 1 - cos(V(G(z, θ)), θ) through the frozen image side
 (weight 1; 0.726) raised it. Without the term (``gankit train text2image --data shapes --steps 3000
 --eval-every 1500 [--seed 1]``, each seed with its own encoder, then ``gankit eval RUN``; seed 0 on
@@ -669,7 +670,8 @@ class Text2ImageConfig(TextGANSettings):
     lambda_imle: float = 0.0  # conditional IMLE: the nearest of imle_m samples of a caption is pulled to its image
     imle_n: int = 16  # real images per step given the IMLE term (at most batch)
     imle_m: int = 8  # candidate latents per real image, searched without gradients
-    cond: Literal["auto", "text", "image"] = "auto"  # G reads φ(t), or θ(x) of a training image the caption picks; auto: image unless encoder=minilm
+    # what G reads: φ(t), or θ(x) of a training image the caption picks (RetrievalPrior); auto: image unless minilm
+    cond: Literal["auto", "text", "image"] = "auto"
     prior_tau: float = 0.01  # cond=image: the retrieval prior's softmax temperature on cosine similarities
 
     # What a run saved before ``cond`` existed trained (config.from_dict): G read the caption.
