@@ -37,7 +37,7 @@ TINY = {
     "text2image-gan": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                   "variant=gan", "ema=false", "ms_space=pixels"]),
-    # StackGAN's conditioning augmentation in G: the latent is [z, ε]
+    # StackGAN's conditioning augmentation in G, under the default cond=image: the latent is [z, ε, u]
     "text2image-ca": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3", "encoder_steps=2",
                                  "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                  "ca=true", "kl_weight=2"]),
@@ -51,11 +51,12 @@ TINY = {
                                    "encoder_steps=2",
                                    "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
                                    "cond=text"]),
-    # G reads θ(x) through conditioning augmentation: the latent is [z, ε, u]; IMLE pulls to the image
-    "text2image-cond": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3",
-                                   "encoder_steps=2",
-                                   "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
-                                   "cond=image", "ca=true", "lambda_imle=2", "imle_n=3", "imle_m=2"]),
+    # the paper's G with both G-side options: CA's latent is [z, ε] (no u); IMLE under the caption
+    "text2image-text-ca-imle": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "ms_pairs=3",
+                                           "encoder_steps=2",
+                                           "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,"
+                                           "max_chars=32",
+                                           "cond=text", "ca=true", "lambda_imle=2", "imle_n=3", "imle_m=2"]),
     # the paper's D (BatchNorm, random wrong captions), plus the off-paper R1 and two time-scale options
     "text2image-paperd": ("shapes", ["size=16", "width=4", "t_dim=4", "z_dim=4", "batch=8", "encoder_steps=2",
                                      "encoder_overrides=text_width=8,text_hidden=8,emb_dim=8,image_width=4,max_chars=32",
