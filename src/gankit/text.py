@@ -221,9 +221,7 @@ def embed_images(folder: str | Path, x: Tensor, batch: int = 1000) -> Tensor:
     ``folder``, for uint8 images ``x`` (N, C, S, S) (scaled to [-1, 1] as training batches are)."""
     from gankit import load
 
-    model = load(folder)
-    if model.recipe.name != "text-encoder":
-        raise UsageError(f"{folder} is a {model.recipe.name} export, not a text-encoder one (it has no image side)")
+    model = load(folder)  # ensure_encoder made sure it is a text-encoder run
     want = model.recipe.spec.shape[0]
     if x.shape[1] != want:
         raise UsageError(f"the text encoder in {folder} reads {want}-channel images; this data has {x.shape[1]}")
